@@ -1,0 +1,257 @@
+"""GearmanAdminClient: gearmand's text admin protocol as blocking method calls.
+
+Each call is bounded by ``poll_timeout``.  Replies come back structured: ints
+for counts, ``str`` for text, no stray CR.  An ``ERR`` reply raises
+:class:`~gearman.errors.AdminCommandError` with the server's code and text.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from gearman import errors
+from gearman.admin_client_handler import AdminQuery, GearmanAdminClientCommandHandler
+from gearman.connection_manager import GearmanConnectionManager
+from gearman.constants import DEFAULT_ADMIN_POLL_TIMEOUT
+from gearman.protocol import parse_err_line
+from gearman.util import Deadline, check_name, parse_host
+
+ECHO_STRING = b"ping? pong!"
+
+
+def _int(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+class GearmanAdminClient(GearmanConnectionManager):
+    """Admin commands for one or several gearmand servers.
+
+    Commands go to the first server of ``host_list`` unless ``server=`` names
+    another; :meth:`ask_all_servers` asks each and says which answer is whose.
+    """
+
+    command_handler_class = GearmanAdminClientCommandHandler
+
+    def __init__(self, host_list: Any = None, poll_timeout: Optional[float] = DEFAULT_ADMIN_POLL_TIMEOUT,
+                 **options: Any) -> None:
+        super().__init__(host_list, **options)
+        if poll_timeout is not None and (isinstance(poll_timeout, bool) or poll_timeout < 0):
+            raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
+        self.poll_timeout = poll_timeout
+        self._answered: List[AdminQuery] = []
+
+    def note_status(self, query: AdminQuery) -> None:
+        self._answered.append(query)
+
+    # -- plumbing ------------------------------------------------------------------------
+    def _connection_for(self, server: Any) -> Any:
+        if not self.connection_list:
+            raise errors.ServerUnavailable("GearmanAdminClient has no servers in its host_list")
+        if server is None:
+            return self.connection_list[0]
+        if hasattr(server, "gearman_host"):
+            return server
+        wanted = parse_host(server)
+        for connection in self.connection_list:
+            if (connection.gearman_host, connection.gearman_port) == (wanted.host, wanted.port):
+                return connection
+        raise ValueError(f"server {server!r} is not in this admin client's host_list")
+
+    def establish_admin_connection(self, server: Any = None,
+                                   deadline: Optional[Deadline] = None) -> Any:
+        connection = self._connection_for(server)
+        if not connection.connected:
+            remaining = deadline.remaining() if deadline else self.poll_timeout
+            # An admin call is explicit: try now, even while the server is backed off.
+            self._retry_at.pop(connection, None)
+            if not self.establish_connection(connection, remaining):
+                raise errors.ConnectionError(connection.gearman_host, connection.gearman_port,
+                                             "cannot connect for an admin command")
+        return connection
+
+    def _ask(self, command: str, *args: Any, server: Any = None) -> Any:
+        deadline = Deadline(self.poll_timeout)
+        connection = self.establish_admin_connection(server, deadline)
+        query = AdminQuery(command, *args)
+        try:
+            self._handlers[connection].send_query(query)
+        except errors.ConnectionError as exc:
+            self.handle_error(connection, exc)
+            raise
+        self.wait_until_server_responds(query, deadline)
+        if query.error is not None:
+            raise query.error
+        if not query.done or (query.result is None and query.error is None):
+            raise errors.ConnectionError(connection.gearman_host, connection.gearman_port,
+                                         f"connection lost waiting for the reply to {command!r}")
+        result = query.result
+        if isinstance(result, str) and (result.startswith("ERR ") or result == "ERR"):
+            code, text = parse_err_line(result)
+            raise errors.AdminCommandError(code, text, connection.address, command)
+        return result
+
+    def wait_until_server_responds(self, query: AdminQuery, deadline: Deadline) -> AdminQuery:
+        """Poll until ``query`` is answered; raise InvalidAdminClientState at the deadline
+        (and drop the connection, whose replies would now be out of step)."""
+        self._answered = []
+
+        def keep_polling(any_activity: bool) -> bool:
+            return not query.done
+
+        connection = self._connection_for(query.server) if query.server != "?" else None
+        if not query.done:
+            self.poll_connections_until_stopped(self.connection_list, keep_polling,
+                                                deadline.remaining())
+        if not query.done:
+            if connection is not None and connection.connected:
+                self.handle_error(connection, errors.InvalidAdminClientState(
+                    f"gearmand at {connection.address}: no reply to {query.command!r} in "
+                    f"{self.poll_timeout}s"))
+            raise errors.InvalidAdminClientState(
+                f"gearmand at {query.server} did not answer {query.command!r} within "
+                f"{self.poll_timeout} seconds")
+        return query
+
+    def _lines(self, command: str, server: Any) -> List[str]:
+        reply = self._ask(command, server=server)
+        if not isinstance(reply, list):
+            raise errors.ProtocolError(f"expected a list reply to {command!r}, got {reply!r}")
+        return reply
+
+    @staticmethod
+    def _ok_value(reply: str) -> str:
+        return reply[3:] if reply.startswith("OK ") else reply
+
+    # -- commands ----------------------------------------------------------------------
+    def ping_server(self, server: Any = None) -> float:
+        """ECHO round trip; returns the seconds it took."""
+        start = time.monotonic()
+        echoed = self._ask("echo", ECHO_STRING, server=server)
+        if echoed != ECHO_STRING:
+            raise errors.InvalidAdminClientState(f"echo mismatch: sent {ECHO_STRING!r}, "
+                                                 f"got {echoed!r}")
+        return time.monotonic() - start
+
+    def get_status(self, server: Any = None) -> List[Dict[str, Any]]:
+        """``status``: one dict per function: task, queued (gearmand's total: queued
+        plus running, as in 2.x), running, workers."""
+        result = []
+        for line in self._lines("status", server):
+            fields = line.split("\t")
+            if len(fields) < 4:
+                raise errors.ProtocolError(f"malformed status line {line!r}")
+            result.append({"task": fields[0], "queued": _int(fields[1]),
+                           "running": _int(fields[2]), "workers": _int(fields[3])})
+        return result
+
+    def get_priority_status(self, server: Any = None) -> List[Dict[str, Any]]:
+        """``prioritystatus`` (gearmand 1.1.15+): queued jobs per priority, and workers."""
+        result = []
+        for line in self._lines("prioritystatus", server):
+            fields = line.split("\t")
+            if len(fields) < 5:
+                raise errors.ProtocolError(f"malformed prioritystatus line {line!r}")
+            result.append({"task": fields[0], "high": _int(fields[1]),
+                           "normal": _int(fields[2]), "low": _int(fields[3]),
+                           "workers": _int(fields[4])})
+        return result
+
+    def get_version(self, server: Any = None) -> str:
+        """The server's version, e.g. ``'1.1.20+ds'``."""
+        return self._ok_value(self._ask("version", server=server))
+
+    def get_pid(self, server: Any = None) -> int:
+        return _int(self._ok_value(self._ask("getpid", server=server)))
+
+    def get_verbose(self, server: Any = None) -> str:
+        """The server's log level, e.g. ``'INFO'``."""
+        return self._ok_value(self._ask("verbose", server=server))
+
+    def get_workers(self, server: Any = None) -> List[Dict[str, Any]]:
+        """``workers``: every connection (clients and this one too), with its
+        file_descriptor (int), ip, client_id (``'-'`` if unset) and tasks (tuple)."""
+        result = []
+        for line in self._lines("workers", server):
+            left, _, right = line.partition(" :")
+            fields = left.split(" ", 2)
+            if len(fields) < 3:
+                raise errors.ProtocolError(f"malformed workers line {line!r}")
+            result.append({"file_descriptor": _int(fields[0]), "ip": fields[1],
+                           "client_id": fields[2], "tasks": tuple(right.split())})
+        return result
+
+    def get_jobs(self, server: Any = None) -> List[Dict[str, Any]]:
+        """``show jobs``: handle, retries (int), ignore_job (cancelled), job_queued
+        (in the persistent queue).  2.x called the last three queued/canceled/enabled."""
+        result = []
+        for line in self._lines("show jobs", server):
+            fields = line.split("\t")
+            if len(fields) < 4:
+                raise errors.ProtocolError(f"malformed show jobs line {line!r}")
+            result.append({"handle": fields[0], "retries": _int(fields[1]),
+                           "ignore_job": fields[2] == "1", "job_queued": fields[3] == "1"})
+        return result
+
+    def get_unique_jobs(self, server: Any = None) -> List[Dict[str, str]]:
+        """``show unique jobs``: one ``{'unique': str}`` per job (empty for no unique)."""
+        return [{"unique": line} for line in self._lines("show unique jobs", server)]
+
+    def send_maxqueue(self, task: Any, max_size: Union[int, Sequence[int], None] = None,
+                      server: Any = None) -> str:
+        """``maxqueue``: one size for all priorities, or ``(high, normal, low)``.
+        None, 0 or a negative size means unlimited.  gearmand applies it only to
+        functions it already knows."""
+        name = check_name(task, "task")
+        if any(ch in name for ch in b" \t\r\n"):
+            raise ValueError(f"task {task!r} must not contain whitespace for maxqueue")
+        if max_size is None:
+            sizes: Tuple[int, ...] = ()
+        elif isinstance(max_size, (list, tuple)):
+            if len(max_size) != 3:
+                raise ValueError("max_size must be one int or (high, normal, low)")
+            sizes = tuple(max_size)
+        else:
+            sizes = (max_size,)
+        for size in sizes:
+            if isinstance(size, bool) or not isinstance(size, int):
+                raise TypeError(f"max_size values must be int, got {size!r}")
+        return self._ask("maxqueue", name, *(str(size) for size in sizes), server=server)
+
+    def send_shutdown(self, graceful: bool = True, server: Any = None) -> str:
+        """``shutdown [graceful]``.  gearmand 1.1.15 and later removed it and answer
+        ERR UNKNOWN_COMMAND, which is raised."""
+        if graceful:
+            return self._ask("shutdown", "graceful", server=server)
+        return self._ask("shutdown", server=server)
+
+    def cancel_job(self, handle: Any, server: Any = None) -> str:
+        """``cancel job HANDLE``; an unknown handle raises (ERR UNKNOWN_JOB)."""
+        raw = check_name(handle, "handle")
+        return self._ask("cancel job", raw, server=server)
+
+    def create_function(self, task: Any, server: Any = None) -> str:
+        """``create function F``."""
+        return self._ask("create function", check_name(task, "task"), server=server)
+
+    def drop_function(self, task: Any, server: Any = None) -> str:
+        """``drop function F``: only for functions with no workers and no jobs."""
+        return self._ask("drop function", check_name(task, "task"), server=server)
+
+    def ask_all_servers(self, method: str, *args: Any, **kwargs: Any
+                        ) -> List[Tuple[str, Any]]:
+        """Call one admin method on every server: ``[(address, result or error)]``."""
+        if method.startswith("_") or not callable(getattr(self, method, None)):
+            raise ValueError(f"{method!r} is not an admin command")
+        answers: List[Tuple[str, Any]] = []
+        for connection in self.connection_list:
+            try:
+                answers.append((connection.address,
+                                getattr(self, method)(*args, server=connection, **kwargs)))
+            except errors.GearmanError as exc:
+                answers.append((connection.address, exc))
+        return answers
+
+

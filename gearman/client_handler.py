@@ -1,0 +1,295 @@
+"""Client protocol state for one connection.
+
+Replies to SUBMIT_*, OPTION_REQ, GET_STATUS, GET_STATUS_UNIQUE and ECHO_REQ come
+back in the order they were sent, and an ERROR takes the place of the reply it
+replaces (protocol.md §5.1, §6).  So one FIFO of expected replies matches them,
+and a handle maps to the list of requests that share it (coalescing).
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+from gearman.command_handler import GearmanCommandHandler
+from gearman.constants import JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_PENDING, JOB_UNKNOWN
+from gearman.errors import InvalidClientState
+from gearman.protocol import Command, submit_command
+from gearman.util import to_bytes
+
+log = logging.getLogger(__name__)
+
+# Kinds of replies waited for, in the FIFO.
+_SUBMIT, _OPTION, _STATUS, _STATUS_UNIQUE, _ECHO = range(5)
+
+
+def parse_number(value: bytes) -> Any:
+    """A WORK_STATUS field as an int; floats and junk are kept as well as possible."""
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            return 0
+
+
+class StatusQuery:
+    """A GET_STATUS or GET_STATUS_UNIQUE waiting for its answer."""
+
+    __slots__ = ("key", "request", "result", "done")
+
+    def __init__(self, key: bytes, request: Any = None) -> None:
+        self.key, self.request = key, request
+        self.result: Optional[Dict[str, Any]] = None
+        self.done = False
+
+
+class GearmanClientCommandHandler(GearmanCommandHandler):
+    """Submits requests on one connection and routes the server's answers to them."""
+
+    def __init__(self, connection_manager: Any, connection: Any) -> None:
+        super().__init__(connection_manager, connection)
+        self._expected: Deque[Tuple[int, Any]] = collections.deque()
+        self._requests_by_handle: Dict[bytes, List[Any]] = {}
+        self._rotation: Dict[bytes, int] = {}
+        self.exceptions_enabled = False
+
+    # -- lifecycle -------------------------------------------------------------
+    def initial_state(self, **kwargs: Any) -> None:
+        """Ask for WORK_EXCEPTION packets (API.md: the client opts in)."""
+        self._expected.append((_OPTION, b"exceptions"))
+        self.send_command(Command.OPTION_REQ, b"exceptions")
+
+    def on_io_error(self) -> None:
+        """Every request still waiting on this connection has failed with it."""
+        failed = []
+        for kind, item in self._expected:
+            if kind == _SUBMIT:
+                failed.append(item)
+            elif kind in (_STATUS, _STATUS_UNIQUE):
+                item.done = True
+                self.connection_manager.note_status(item)
+        for requests in self._requests_by_handle.values():
+            failed.extend(requests)
+        self._expected.clear()
+        self._requests_by_handle.clear()
+        self._rotation.clear()
+        note = self.connection_manager.note_updated
+        for request in failed:
+            request.state = JOB_UNKNOWN
+            request.connection_failed = True
+            note(request)
+
+    @property
+    def requests_in_flight(self) -> int:
+        return sum(1 for kind, _ in self._expected if kind == _SUBMIT) + sum(
+            len(requests) for requests in self._requests_by_handle.values())
+
+    # -- sending -----------------------------------------------------------------
+    def send_job_request(self, current_request: Any) -> None:
+        """Queue the SUBMIT_* packet for ``current_request``; it becomes PENDING."""
+        job = current_request.job
+        task = to_bytes(job.task, "task")
+        unique = to_bytes(job.unique or b"", "unique")
+        payload = current_request.encoded_data
+        if payload is None:
+            payload = current_request.encoded_data = self.connection_manager.encode_payload(
+                job.data)
+        if job.when is not None:
+            command = Command.SUBMIT_JOB_EPOCH
+            args: Tuple[bytes, ...] = (task, unique, b"%d" % job.when, payload)
+        elif job.reducer is not None:
+            command = (Command.SUBMIT_REDUCE_JOB_BACKGROUND if current_request.background
+                       else Command.SUBMIT_REDUCE_JOB)
+            args = (task, unique, to_bytes(job.reducer, "reducer"), b"", payload)
+        else:
+            command = submit_command(current_request.background, current_request.priority)
+            args = (task, unique, payload)
+        self.connection.send_command(command, args)
+        current_request.state = JOB_PENDING
+        self._expected.append((_SUBMIT, current_request))
+
+    def send_get_status(self, query: StatusQuery) -> None:
+        self._expected.append((_STATUS, query))
+        self.send_command(Command.GET_STATUS, query.key)
+
+    def send_get_status_unique(self, query: StatusQuery) -> None:
+        self._expected.append((_STATUS_UNIQUE, query))
+        self.send_command(Command.GET_STATUS_UNIQUE, query.key)
+
+    def send_echo(self, query: StatusQuery) -> None:
+        self._expected.append((_ECHO, query))
+        self.send_command(Command.ECHO_REQ, query.key)
+
+    # -- replies in FIFO order -----------------------------------------------------
+    def _pop_expected(self, kind: int, command: str) -> Any:
+        if not self._expected or self._expected[0][0] != kind:
+            waiting = "nothing" if not self._expected else f"reply kind {self._expected[0][0]}"
+            raise InvalidClientState(f"gearmand at {self.server} sent {command} while "
+                                     f"{waiting} was expected")
+        return self._expected.popleft()[1]
+
+    def recv_job_created(self, job_handle: bytes) -> None:
+        request = self._pop_expected(_SUBMIT, "JOB_CREATED")
+        handle = job_handle.rstrip(b"\0")
+        request.job.handle = handle.decode("utf-8", "surrogateescape")
+        request.state = JOB_CREATED
+        request.accepted_by = self.connection
+        if not request.background:
+            requests = self._requests_by_handle.get(handle)
+            if requests is None:
+                self._requests_by_handle[handle] = [request]
+            else:
+                requests.append(request)  # coalesced with a request we already have
+        self.connection_manager.note_updated(request)
+
+    def recv_error(self, error_code: bytes, error_text: bytes) -> None:
+        """An ERROR answers the oldest outstanding command (protocol.md §6)."""
+        if not self._expected:
+            super().recv_error(error_code, error_text)
+            return
+        kind, item = self._expected.popleft()
+        if kind == _SUBMIT:
+            item.state = JOB_FAILED
+            item.exception = self.server_error(error_code, error_text, "SUBMIT_JOB")
+            log.warning("%s refused job %s: %s", self.server, item.job.unique, item.exception)
+            self.connection_manager.note_updated(item)
+        elif kind == _OPTION:
+            log.info("%s refused OPTION_REQ %r: %s", self.server, item,
+                     error_code.decode("utf-8", "replace"))
+        else:
+            item.done = True
+            item.result = {"error": self.server_error(error_code, error_text)}
+            self.connection_manager.note_status(item)
+
+    def recv_option_res(self, option_name: bytes) -> None:
+        self._pop_expected(_OPTION, "OPTION_RES")
+        if option_name.rstrip(b"\0").lower() == b"exceptions":
+            self.exceptions_enabled = True
+
+    def recv_status_res(self, job_handle: bytes, known: bytes, running: bytes,
+                        numerator: bytes, denominator: bytes) -> None:
+        query = self._pop_expected(_STATUS, "STATUS_RES")
+        query.result = {
+            "handle": job_handle.rstrip(b"\0").decode("utf-8", "surrogateescape"),
+            "known": known == b"1", "running": running == b"1",
+            "numerator": parse_number(numerator), "denominator": parse_number(denominator),
+            "time_received": time.time(),
+        }
+        query.done = True
+        if query.request is not None:
+            query.request.status = query.result
+        self.connection_manager.note_status(query)
+
+    def recv_status_res_unique(self, unique: bytes, known: bytes, running: bytes,
+                               numerator: bytes, denominator: bytes,
+                               client_count: bytes) -> None:
+        query = self._pop_expected(_STATUS_UNIQUE, "STATUS_RES_UNIQUE")
+        query.result = {
+            "unique": unique.decode("utf-8", "surrogateescape"),
+            "known": known == b"1", "running": running == b"1",
+            "numerator": parse_number(numerator), "denominator": parse_number(denominator),
+            "waiting_clients": parse_number(client_count), "time_received": time.time(),
+        }
+        query.done = True
+        self.connection_manager.note_status(query)
+
+    def recv_echo_res(self, data: bytes) -> None:
+        query = self._pop_expected(_ECHO, "ECHO_RES")
+        query.result = {"data": data}
+        query.done = True
+        self.connection_manager.note_status(query)
+
+    # -- work updates, matched by handle -----------------------------------------------
+    def _requests_for(self, job_handle: bytes, command: str) -> Optional[List[Any]]:
+        handle = job_handle.rstrip(b"\0")
+        requests = self._requests_by_handle.get(handle)
+        if requests is None:
+            log.warning("gearmand at %s sent %s for unknown job handle %r; dropped",
+                        self.server, command, handle)
+        return requests
+
+    def _next_of(self, job_handle: bytes, requests: List[Any]) -> Any:
+        """With coalesced requests the server repeats each update once per submission;
+        hand the copies out in turn so every request sees each update once."""
+        if len(requests) == 1:
+            return requests[0]
+        handle = job_handle.rstrip(b"\0")
+        turn = self._rotation.get(handle, 0)
+        self._rotation[handle] = turn + 1
+        return requests[turn % len(requests)]
+
+    def recv_work_data(self, job_handle: bytes, data: bytes) -> None:
+        requests = self._requests_for(job_handle, "WORK_DATA")
+        if requests:
+            request = self._next_of(job_handle, requests)
+            request.data_updates.append(self._decode(data, "WORK_DATA"))
+            self.connection_manager.note_updated(request)
+
+    def recv_work_warning(self, job_handle: bytes, data: bytes) -> None:
+        requests = self._requests_for(job_handle, "WORK_WARNING")
+        if requests:
+            request = self._next_of(job_handle, requests)
+            request.warning_updates.append(self._decode(data, "WORK_WARNING"))
+            self.connection_manager.note_updated(request)
+
+    def recv_work_status(self, job_handle: bytes, numerator: bytes, denominator: bytes) -> None:
+        requests = self._requests_for(job_handle, "WORK_STATUS")
+        if requests:
+            status = {"handle": job_handle.rstrip(b"\0").decode("utf-8", "surrogateescape"),
+                      "known": True, "running": True,
+                      "numerator": parse_number(numerator),
+                      "denominator": parse_number(denominator),
+                      "time_received": time.time()}
+            for request in requests:
+                request.status = dict(status)
+                self.connection_manager.note_updated(request)
+
+    def _decode(self, data: bytes, command: str) -> Any:
+        """Decode an update; if the encoder fails, keep the raw bytes and log it."""
+        try:
+            return self.decode_data(data)
+        except Exception as exc:
+            log.warning("gearmand at %s: cannot decode %s payload: %r", self.server, command, exc)
+            return data
+
+    def _finish(self, job_handle: bytes, command: str) -> Any:
+        """The request a terminal packet belongs to, removed from the handle map."""
+        handle = job_handle.rstrip(b"\0")
+        requests = self._requests_for(job_handle, command)
+        if not requests:
+            return None
+        request = requests.pop(0)
+        if not requests:
+            del self._requests_by_handle[handle]
+            self._rotation.pop(handle, None)
+        return request
+
+    def recv_work_complete(self, job_handle: bytes, data: bytes) -> None:
+        request = self._finish(job_handle, "WORK_COMPLETE")
+        if request is not None:
+            try:
+                request.result = self.decode_data(data)
+                request.state = JOB_COMPLETE
+            except Exception as exc:  # a user encoder failed: this request fails alone
+                log.warning("gearmand at %s: cannot decode the result of job %s: %r",
+                            self.server, request.job.handle, exc)
+                request.exception = exc
+                request.state = JOB_FAILED
+            self.connection_manager.note_updated(request)
+
+    def recv_work_fail(self, job_handle: bytes) -> None:
+        request = self._finish(job_handle, "WORK_FAIL")
+        if request is not None:
+            request.state = JOB_FAILED
+            self.connection_manager.note_updated(request)
+
+    def recv_work_exception(self, job_handle: bytes, data: bytes) -> None:
+        """Terminal since gearmand 1.1.9 (protocol.md §5.5)."""
+        request = self._finish(job_handle, "WORK_EXCEPTION")
+        if request is not None:
+            request.exception = data.decode("utf-8", "surrogateescape")
+            request.state = JOB_FAILED
+            self.connection_manager.note_updated(request)

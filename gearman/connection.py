@@ -1,0 +1,230 @@
+"""One connection to one gearmand: a non-blocking socket (optionally TLS),
+its :class:`~gearman.protocol.PacketParser` and an outgoing buffer.
+
+This is the only module that touches ``socket`` and ``ssl``; every ``OSError``
+is turned into :class:`gearman.errors.ConnectionError` here.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import socket
+import ssl
+from typing import Any, Deque, Iterator, Optional, Tuple, Union
+
+from gearman import errors
+from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_GEARMAN_PORT, DEFAULT_MAX_PACKET_SIZE
+from gearman.protocol import (REQ, RES, Command, Event, PacketParser, pack_header_and_body,
+                              validate_args)
+
+log = logging.getLogger(__name__)
+
+_RECV_SIZE = 256 * 1024
+#: Payloads at least this big are queued by reference, never copied.
+_BY_REFERENCE = 32 * 1024
+
+Chunk = Union[bytes, bytearray, memoryview]
+
+
+class GearmanConnection:
+    """A connection to ``host:port``.  Connects with a timeout, then never blocks."""
+
+    def __init__(self, host: str, port: int = DEFAULT_GEARMAN_PORT, keyfile: Optional[str] = None,
+                 certfile: Optional[str] = None, ca_certs: Optional[str] = None, *,
+                 tls: bool = False, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 keepalive: bool = False, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+                 trace: bool = False) -> None:
+        self.gearman_host = host
+        self.gearman_port = int(port)
+        self.keyfile, self.certfile, self.ca_certs = keyfile, certfile, ca_certs
+        self.tls = tls or bool(ca_certs or certfile or keyfile)
+        self.connect_timeout = connect_timeout
+        self.keepalive = keepalive
+        self.max_packet_size = max_packet_size
+        self.trace = trace
+        self.connected = False
+        self._sock: Optional[socket.socket] = None
+        self._parser = PacketParser(expect_magic=RES, max_packet_size=max_packet_size)
+        self._out: Deque[Chunk] = collections.deque()
+        self._out_size = 0
+
+    # -- identity -------------------------------------------------------
+    @property
+    def address(self) -> str:
+        host = self.gearman_host
+        return f"[{host}]:{self.gearman_port}" if ":" in host else f"{host}:{self.gearman_port}"
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "disconnected"
+        return f"<GearmanConnection {self.address} {state}{' tls' if self.tls else ''}>"
+
+    def fileno(self) -> int:
+        if self._sock is None:
+            raise self._error("not connected")
+        return self._sock.fileno()
+
+    def _error(self, reason: str) -> errors.ConnectionError:
+        return errors.ConnectionError(self.gearman_host, self.gearman_port, reason)
+
+    # -- connect / close ------------------------------------------------
+    def connect(self, timeout: Optional[float] = None) -> None:
+        """Open the socket (resolving the host name again) within ``timeout`` seconds."""
+        if self.connected:
+            return
+        limit = self.connect_timeout if timeout is None else min(timeout, self.connect_timeout)
+        limit = max(limit, 0.001)
+        try:
+            sock = socket.create_connection((self.gearman_host, self.gearman_port), timeout=limit)
+        except OSError as exc:
+            raise self._error(f"connect failed: {exc}") from exc
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.keepalive:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if self.tls:
+                sock = self._wrap_tls(sock)
+            sock.setblocking(False)
+        except (OSError, ValueError) as exc:
+            sock.close()
+            raise self._error(f"TLS handshake failed: {exc}") from exc
+        self._sock = sock
+        self._parser = PacketParser(expect_magic=RES, max_packet_size=self.max_packet_size)
+        self._out.clear()
+        self._out_size = 0
+        self.connected = True
+        log.debug("connected to %s", self.address)
+
+    def _wrap_tls(self, sock: socket.socket) -> socket.socket:
+        context = ssl.create_default_context(cafile=self.ca_certs)
+        if self.certfile:
+            context.load_cert_chain(self.certfile, self.keyfile)
+        # The handshake runs under the connect timeout, still in blocking mode.
+        return context.wrap_socket(sock, server_hostname=self.gearman_host)
+
+    def close(self) -> None:
+        """Close the socket and drop anything buffered in either direction."""
+        sock, self._sock = self._sock, None
+        self.connected = False
+        self._out.clear()
+        self._out_size = 0
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    # -- sending ----------------------------------------------------------
+    def send_command(self, command: Command, args: Tuple[bytes, ...] = ()) -> None:
+        """Queue one packet; it goes out on the next :meth:`flush`."""
+        validate_args(command, args)
+        if not self.connected:
+            raise self._error(f"cannot send {command.name}: not connected")
+        header, payload = pack_header_and_body(command, args, REQ)
+        if self.trace:
+            log.debug("%s <- %s %r", self.address, command.name, args)
+        self._queue(header)
+        if payload:
+            self._queue(payload)
+
+    def send_text(self, line: bytes) -> None:
+        """Queue one admin text command line."""
+        if not self.connected:
+            raise self._error(f"cannot send {line!r}: not connected")
+        self._queue(line)
+
+    def _queue(self, data: Chunk) -> None:
+        out = self._out
+        self._out_size += len(data)
+        if len(data) >= _BY_REFERENCE:
+            out.append(data)
+        elif out and type(out[-1]) is bytearray:
+            out[-1] += data  # type: ignore[operator]
+        else:
+            out.append(bytearray(data))
+
+    @property
+    def wants_write(self) -> bool:
+        return bool(self._out)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued but not yet accepted by the kernel."""
+        return self._out_size
+
+    def flush(self) -> None:
+        """Send as much of the outgoing buffer as the socket takes now."""
+        sock, out = self._sock, self._out
+        if sock is None:
+            if out:
+                raise self._error("connection closed with data left to send")
+            return
+        while out:
+            chunk = out[0]
+            try:
+                sent = sock.send(chunk)
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                raise self._error(f"send failed: {exc}") from exc
+            self._out_size -= sent
+            if sent == len(chunk):
+                out.popleft()
+            elif type(chunk) is bytearray:
+                del chunk[:sent]
+                return
+            else:
+                out[0] = memoryview(chunk)[sent:]
+                return
+
+    # -- receiving --------------------------------------------------------
+    def read(self) -> Iterator[Event]:
+        """Receive what the socket has and yield the complete events in it.
+
+        Raises :class:`~gearman.errors.ConnectionError` on EOF or a socket error,
+        :class:`~gearman.errors.ProtocolError` on bytes that break the protocol.
+        """
+        sock = self._sock
+        if sock is None:
+            raise self._error("not connected")
+        while True:
+            try:
+                data = sock.recv(_RECV_SIZE)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                raise self._error(f"recv failed: {exc}") from exc
+            if not data:
+                raise self._error("server closed the connection")
+            self._parser.feed(data)
+            # select() cannot see bytes already decrypted inside the SSL object.
+            if not (self.tls and sock.pending()):  # type: ignore[attr-defined]
+                break
+        return self._events()
+
+    def _events(self) -> Iterator[Event]:
+        parser = self._parser
+        while True:
+            try:
+                event = parser.next_event()
+            except errors.ProtocolError as exc:
+                exc.server = self.address
+                raise
+            if event is None:
+                return
+            if self.trace:
+                log.debug("%s -> %r", self.address, event)
+            yield event
+
+    def has_buffered_input(self) -> bool:
+        """True if a TLS socket holds decrypted bytes select() cannot see."""
+        sock = self._sock
+        return bool(self.tls and sock is not None and sock.pending())  # type: ignore[attr-defined]
+
+
+def describe(connection: Any) -> str:
+    """``host:port`` of a connection, or ``'?'``: for log and error messages."""
+    return getattr(connection, "address", "?")

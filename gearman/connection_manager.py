@@ -1,0 +1,284 @@
+"""The connection manager: owns the connections and the one ``selectors`` poll loop.
+
+Client, worker and admin client derive from :class:`GearmanConnectionManager`.
+A connection failure closes that connection, tells its command handler
+(``on_io_error``) and is logged; it is never raised out of the poll loop.
+"""
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import time
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+from gearman import errors
+from gearman.command_handler import GearmanCommandHandler
+from gearman.connection import GearmanConnection
+from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE
+from gearman.encoders import DataEncoder
+from gearman.job import GearmanJob, GearmanJobRequest
+from gearman.util import Backoff, Deadline, HostAddress, parse_host_list
+
+log = logging.getLogger(__name__)
+
+EVENT_READ, EVENT_WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+
+#: Failures of one connection: they cost that connection, never the process.
+REMOTE_FAULTS = (errors.ConnectionError, errors.ProtocolError, errors.InvalidClientState,
+                 errors.InvalidWorkerState, errors.InvalidAdminClientState)
+
+
+class GearmanConnectionManager:
+    """Base of client, worker and admin client: host list, connections, poll loop."""
+
+    command_handler_class: Any = GearmanCommandHandler
+    connection_class: Any = GearmanConnection
+    job_class: Any = GearmanJob
+    job_request_class: Any = GearmanJobRequest
+    data_encoder: Any = DataEncoder
+    #: selector class for the poll loop; set ``selectors.SelectSelector`` for green threads.
+    selector_class: Any = selectors.DefaultSelector
+
+    def __init__(self, host_list: Any = None, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 keepalive: bool = False, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+                 trace: bool = False) -> None:
+        self.log = logging.getLogger(f"gearman.{type(self).__name__}")
+        if not isinstance(max_packet_size, int) or max_packet_size <= 0:
+            raise ValueError(f"max_packet_size must be a positive int, got {max_packet_size!r}")
+        self.connect_timeout = connect_timeout
+        self.keepalive = keepalive
+        self.max_packet_size = max_packet_size
+        self.trace = trace
+        self.connection_list: List[Any] = []
+        self._handlers: Dict[Any, GearmanCommandHandler] = {}
+        self._interest: Dict[Any, int] = {}
+        self._failures: Dict[Any, int] = {}
+        self._retry_at: Dict[Any, float] = {}
+        self.reconnect_backoff = Backoff(base=0.1, cap=5.0)
+        self._selector = self.selector_class()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, EVENT_READ, None)
+        self._closed = False
+        for address in parse_host_list(host_list):
+            self.add_connection(address)
+
+    # -- connections ------------------------------------------------------------
+    def add_connection(self, host: Any, port: Optional[int] = None, **tls: Any) -> Any:
+        """Add one server (any ``host_list`` form) and return its connection object."""
+        address = host if isinstance(host, HostAddress) else None
+        if address is None:
+            from gearman.util import parse_host
+            address = parse_host((host, port) if port is not None else host)
+        connection = self.connection_class(
+            address.host, address.port, tls.get("keyfile", address.keyfile),
+            tls.get("certfile", address.certfile), tls.get("ca_certs", address.ca_certs),
+            tls=address.tls or bool(tls), connect_timeout=self.connect_timeout,
+            keepalive=self.keepalive, max_packet_size=self.max_packet_size, trace=self.trace)
+        self.connection_list.append(connection)
+        return connection
+
+    def add_ssl_connection(self, host: str, port: int, keyfile: Optional[str],
+                           certfile: Optional[str], ca_certs: Optional[str]) -> Any:
+        """2.x name: add a TLS server."""
+        return self.add_connection(host, port, keyfile=keyfile, certfile=certfile,
+                                   ca_certs=ca_certs)
+
+    def handler_for(self, connection: Any) -> Optional[GearmanCommandHandler]:
+        return self._handlers.get(connection)
+
+    def connection_is_due(self, connection: Any) -> bool:
+        """False while a failed server waits out its backoff."""
+        return time.monotonic() >= self._retry_at.get(connection, 0.0)
+
+    def next_retry_in(self) -> Optional[float]:
+        """Seconds until the earliest down connection may be tried again, if any is down."""
+        pending = [at for conn, at in self._retry_at.items() if not conn.connected]
+        if not pending:
+            return None
+        return max(0.0, min(pending) - time.monotonic())
+
+    def establish_connection(self, connection: Any, timeout: Optional[float] = None) -> bool:
+        """Connect ``connection`` if needed and set up its handler.  Never raises
+        for a server that is down: it returns False and backs off that server."""
+        if connection.connected:
+            return True
+        if self._closed:
+            raise errors.InvalidClientState(f"{type(self).__name__} is closed")
+        try:
+            connection.connect(timeout=timeout)
+        except errors.ConnectionError as exc:
+            self._note_failure(connection, exc)
+            return False
+        handler = self.command_handler_class(connection_manager=self, connection=connection)
+        self._handlers[connection] = handler
+        self._failures.pop(connection, None)
+        self._retry_at.pop(connection, None)
+        try:
+            handler.initial_state(**self.handler_initial_state())
+        except REMOTE_FAULTS as exc:
+            self.handle_error(connection, exc)
+            return False
+        return True
+
+    def handler_initial_state(self) -> Dict[str, Any]:
+        """Keyword arguments for each new handler's ``initial_state``."""
+        return {}
+
+    def _note_failure(self, connection: Any, exc: BaseException) -> None:
+        failures = self._failures.get(connection, 0) + 1
+        self._failures[connection] = failures
+        delay = self.reconnect_backoff.compute(failures)
+        self._retry_at[connection] = time.monotonic() + delay
+        self.log.warning("%s (try %d; next in %.2fs)", exc, failures, delay)
+
+    def handle_error(self, connection: Any, exc: Optional[BaseException] = None) -> None:
+        """Close a failed connection, log why, and tell its handler."""
+        self._forget(connection)
+        handler = self._handlers.pop(connection, None)
+        connection.close()
+        self._note_failure(connection, exc or errors.ConnectionError(
+            connection.gearman_host, connection.gearman_port, "connection failed"))
+        if handler is not None:
+            handler.on_io_error()
+
+    def _forget(self, connection: Any) -> None:
+        if self._interest.pop(connection, None) is not None:
+            try:
+                self._selector.unregister(connection)
+            except (KeyError, ValueError, OSError):
+                pass
+
+    # -- the poll loop ----------------------------------------------------------
+    def wakeup(self) -> None:
+        """Make a blocked poll return at once (safe from other threads and signal handlers)."""
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass
+
+    def poll_connections_once(self, connections: Iterable[Any],
+                              timeout: Optional[float] = None) -> bool:
+        """One select() pass over the live ``connections``.  True if anything was ready."""
+        selector, interest = self._selector, self._interest
+        buffered = False
+        for conn in connections:
+            if not conn.connected:
+                continue
+            if conn.wants_write:  # write eagerly: most sends finish without waiting
+                try:
+                    conn.flush()
+                except REMOTE_FAULTS as exc:
+                    self.handle_error(conn, exc)
+                    continue
+            wanted = EVENT_READ | EVENT_WRITE if conn.wants_write else EVENT_READ
+            current = interest.get(conn)
+            if current != wanted:
+                if current is None:
+                    selector.register(conn, wanted, conn)
+                else:
+                    selector.modify(conn, wanted, conn)
+                interest[conn] = wanted
+            buffered = buffered or conn.has_buffered_input()
+        ready = selector.select(0 if buffered else timeout)
+        activity = False
+        for key, mask in ready:
+            conn = key.data
+            if conn is None:
+                self._drain_wakeups()
+                continue
+            activity = True
+            self._service(conn, mask)
+        if buffered:
+            for conn in list(interest):
+                if conn.connected and conn.has_buffered_input():
+                    activity = True
+                    self._service(conn, EVENT_READ)
+        return activity
+
+    def _service(self, conn: Any, mask: int) -> None:
+        handler = self._handlers.get(conn)
+        if handler is None:
+            return
+        try:
+            if mask & EVENT_WRITE:
+                conn.flush()
+            if mask & EVENT_READ:
+                dispatch = handler.dispatch
+                for event in conn.read():
+                    dispatch(event)
+        except REMOTE_FAULTS as exc:
+            self.handle_error(conn, exc)
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def poll_connections_until_stopped(self, connections: Iterable[Any],
+                                       callback_fxn: Callable[[bool], bool],
+                                       timeout: Optional[float] = None) -> bool:
+        """Poll until ``callback_fxn(any_activity)`` returns False or ``timeout`` passes.
+
+        ``timeout=None`` polls for ever, ``0`` does exactly one pass.  Returns
+        whether the last pass saw activity.
+        """
+        deadline = Deadline(timeout)
+        connections = list(connections)
+        while True:
+            any_activity = self.poll_connections_once(connections, deadline.remaining())
+            if not callback_fxn(any_activity) or deadline.expired():
+                return any_activity
+
+    def flush_connections(self, connections: Iterable[Any], timeout: Optional[float]) -> None:
+        """Poll until everything queued on ``connections`` has been sent."""
+        deadline = Deadline(timeout)
+        pending = [c for c in connections if c.connected and c.wants_write]
+        while pending:
+            for conn in pending:
+                try:
+                    conn.flush()
+                except REMOTE_FAULTS as exc:
+                    self.handle_error(conn, exc)
+            pending = [c for c in pending if c.connected and c.wants_write]
+            if not pending or deadline.expired():
+                return
+            self.poll_connections_once(pending, deadline.remaining())
+
+    # -- shutdown -----------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Close every connection.  The object can connect again afterwards."""
+        for connection in list(self.connection_list):
+            handler = self._handlers.pop(connection, None)
+            self._forget(connection)
+            connection.close()
+            if handler is not None:
+                handler.on_io_error()
+
+    def close(self) -> None:
+        """Close every connection and release the poll loop for good."""
+        if self._closed:
+            return
+        self.shutdown()
+        self._closed = True
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def __enter__(self) -> "GearmanConnectionManager":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed:
+                self._wake_r.close()
+                self._wake_w.close()
+        except Exception:
+            pass

@@ -1,0 +1,148 @@
+"""Job state objects: :class:`GearmanJob` (what a job is) and
+:class:`GearmanJobRequest` (a client's view of one submission).  No I/O."""
+from __future__ import annotations
+
+import collections
+from typing import Any, Deque, Dict, Optional
+
+from gearman.constants import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_UNKNOWN,
+                               PRIORITY_NONE)
+
+_FOREGROUND_DONE = frozenset({JOB_COMPLETE, JOB_FAILED})
+_BACKGROUND_DONE = frozenset({JOB_CREATED, JOB_COMPLETE, JOB_FAILED})
+
+
+class GearmanJob:
+    """One job: task name, unique id, payload, and the handle a server gave it.
+
+    ``task``, ``unique`` and ``handle`` are ``str``; ``data`` is whatever the
+    data encoder produced (``bytes`` by default).  ``connection`` is the
+    connection the job lives on, ``None`` before it is sent.
+    """
+
+    __slots__ = ("connection", "handle", "task", "unique", "data", "reducer", "when",
+                 "__weakref__")
+
+    def __init__(self, connection: Any, handle: Optional[str], task: str,
+                 unique: Optional[str], data: Any, reducer: Optional[str] = None,
+                 when: Optional[int] = None) -> None:
+        self.connection = connection
+        self.handle = handle
+        self.task = task
+        self.unique = unique
+        self.data = data
+        self.reducer = reducer
+        self.when = when
+
+    def to_dict(self) -> Dict[str, Any]:
+        """python-gearman 2.x's dict form: task, job_handle, unique, data."""
+        return {"task": self.task, "job_handle": self.handle, "unique": self.unique,
+                "data": self.data}
+
+    def __repr__(self) -> str:
+        server = getattr(self.connection, "address", None)
+        return (f"<GearmanJob task={self.task!r} unique={self.unique!r} "
+                f"handle={self.handle!r} server={server!r}>")
+
+
+class GearmanJobRequest:
+    """A client's submission of one job and everything the server said about it.
+
+    ``complete`` is true once the job finished (foreground: COMPLETE or FAILED)
+    or, for a background job, once the server accepted it.  ``timed_out`` and
+    ``connection_failed`` say why a wait ended without that.
+    """
+
+    __slots__ = ("gearman_job", "priority", "background", "state", "result", "exception",
+                 "_data_updates", "_warning_updates", "_status", "timed_out",
+                 "connection_failed", "connection_attempts", "max_connection_attempts",
+                 "accepted_by", "encoded_data", "__weakref__")
+
+    def __init__(self, gearman_job: GearmanJob, initial_priority: Optional[str] = PRIORITY_NONE,
+                 background: bool = False, max_attempts: int = 1) -> None:
+        self.gearman_job = gearman_job
+        self.priority = initial_priority
+        self.background = background
+        self.state = JOB_UNKNOWN
+        self.result: Any = None
+        self.exception: Any = None
+        self._data_updates: Optional[Deque[Any]] = None
+        self._warning_updates: Optional[Deque[Any]] = None
+        self._status: Optional[Dict[str, Any]] = None
+        self.timed_out = False
+        self.connection_failed = False
+        self.connection_attempts = 0
+        self.max_connection_attempts = max_attempts
+        #: the connection that answered JOB_CREATED for the current attempt
+        self.accepted_by: Any = None
+        #: the payload as sent (bytes), computed once when the request is made
+        self.encoded_data: Optional[bytes] = None
+
+    # The deques and the status dict are made on first use: 100,000 requests in
+    # flight would otherwise carry 300,000 empty containers.
+    @property
+    def data_updates(self) -> Deque[Any]:
+        """WORK_DATA payloads, in arrival order."""
+        if self._data_updates is None:
+            self._data_updates = collections.deque()
+        return self._data_updates
+
+    @property
+    def warning_updates(self) -> Deque[Any]:
+        """WORK_WARNING payloads, in arrival order."""
+        if self._warning_updates is None:
+            self._warning_updates = collections.deque()
+        return self._warning_updates
+
+    @property
+    def status(self) -> Dict[str, Any]:
+        """Last known status: handle, known, running, numerator, denominator, time_received."""
+        if self._status is None:
+            self._status = {}
+        return self._status
+
+    @status.setter
+    def status(self, value: Dict[str, Any]) -> None:
+        self._status = value
+
+    @property
+    def job(self) -> GearmanJob:
+        return self.gearman_job
+
+    @job.setter
+    def job(self, value: GearmanJob) -> None:
+        self.gearman_job = value
+
+    @property
+    def unique(self) -> Optional[str]:
+        return self.gearman_job.unique
+
+    @property
+    def complete(self) -> bool:
+        done = _BACKGROUND_DONE if self.background else _FOREGROUND_DONE
+        return self.state in done
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more will happen without a new submission: complete or connection failed."""
+        return self.connection_failed or self.state in (
+            _BACKGROUND_DONE if self.background else _FOREGROUND_DONE)
+
+    def reset(self) -> None:
+        """Forget the last attempt, so the request can be submitted again."""
+        self.state = JOB_UNKNOWN
+        self.timed_out = False
+        self.connection_failed = False
+        self.accepted_by = None
+        self.gearman_job.connection = None
+        self.gearman_job.handle = None
+
+    def initialize_request(self) -> None:
+        """2.x name for :meth:`reset`."""
+        self.reset()
+
+    def __repr__(self) -> str:
+        job = self.gearman_job
+        return (f"<GearmanJobRequest task={job.task!r} unique={job.unique!r} "
+                f"priority={self.priority!r} background={self.background} state={self.state} "
+                f"timed_out={self.timed_out} connection_failed={self.connection_failed}>")

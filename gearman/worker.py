@@ -1,0 +1,374 @@
+"""GearmanWorker: register functions and do jobs, one at a time per worker object.
+
+With no work it sleeps (PRE_SLEEP) until a server wakes it (NOOP); a lost
+server is reconnected with capped, jittered backoff and re-registered.
+"""
+from __future__ import annotations
+
+import collections
+import inspect
+import sys
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+from gearman import errors
+from gearman.connection_manager import GearmanConnectionManager
+from gearman.constants import DEFAULT_WORKER_POLL_TIMEOUT
+from gearman.encoders import to_wire_bytes
+from gearman.protocol import Command
+from gearman.util import Backoff, Deadline, check_name, to_bytes, to_text
+from gearman.worker_handler import GearmanWorkerCommandHandler
+
+#: How long send_job_data/status/warning may wait for a slow server.
+UPDATE_SEND_TIMEOUT = 30.0
+
+
+def _takes_worker_argument(callback: Callable[..., Any]) -> bool:
+    """True for 2.0.2's ``callback(worker, job)``, False for the README's ``callback(job)``."""
+    try:
+        parameters = list(inspect.signature(callback).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in parameters
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind == p.VAR_POSITIONAL for p in parameters):
+        return True
+    required = [p for p in positional if p.default is p.empty]
+    return len(required or positional) >= 2
+
+
+class GearmanWorker(GearmanConnectionManager):
+    """Registers functions with gearmand servers and runs the jobs they hand out."""
+
+    command_handler_class = GearmanWorkerCommandHandler
+
+    def __init__(self, host_list: Any = None, **options: Any) -> None:
+        super().__init__(host_list, **options)
+        self.reconnect_backoff = Backoff(base=0.1, cap=2.0)
+        self.worker_abilities: Dict[str, Callable[..., Any]] = {}
+        self.worker_client_id: Optional[str] = None
+        self._timeouts: Dict[str, Optional[float]] = {}
+        self._pass_worker: Dict[str, bool] = {}
+        self._jobs: Deque[Tuple[Any, Any]] = collections.deque()
+        self._current_job: Any = None
+        self._finished_handles: set = set()
+        self._stop_requested = False
+        self._working = False
+
+    # -- configuration ------------------------------------------------------------------
+    def set_client_id(self, client_id: Any) -> None:
+        """Name this worker in gearmand's ``workers`` list (no whitespace, 127 bytes at most)."""
+        raw = check_name(client_id, "client_id")
+        if any(ch in raw for ch in b" \t\r\n"):
+            raise ValueError(f"client_id {client_id!r} must not contain whitespace: gearmand's "
+                             "workers list would be ambiguous")
+        if len(raw) > 127:
+            raise ValueError(f"client_id is {len(raw)} bytes; gearmand keeps 127")
+        self.worker_client_id = to_text(raw)
+        for handler in self._live_handlers():
+            self._safely(handler, handler.send_client_id, raw)
+
+    def register_task(self, task: Any, callback_function: Callable[..., Any],
+                      timeout: Optional[float] = None) -> Any:
+        """Register ``callback_function`` for ``task``.
+
+        The callback is called as ``callback(job)`` or ``callback(worker, job)``
+        (by its signature); its return value, encoded with :attr:`data_encoder`,
+        is the job's result.  ``timeout`` (seconds) sends CAN_DO_TIMEOUT: gearmand
+        then re-queues a job this worker holds longer (it does not fail it).
+        """
+        name = to_text(check_name(task, "task"))
+        if not callable(callback_function):
+            raise TypeError(f"callback_function for task {name!r} must be callable, got "
+                            f"{type(callback_function).__name__}")
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+                raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        self.worker_abilities[name] = callback_function
+        self._timeouts[name] = timeout
+        self._pass_worker[name] = _takes_worker_argument(callback_function)
+        for handler in self._live_handlers():
+            self._safely(handler, handler.send_ability, name, timeout)
+        return task
+
+    def unregister_task(self, task: Any) -> Any:
+        """Stop taking ``task`` (CANT_DO for that task alone)."""
+        name = to_text(check_name(task, "task"))
+        self.worker_abilities.pop(name, None)
+        self._timeouts.pop(name, None)
+        self._pass_worker.pop(name, None)
+        for handler in self._live_handlers():
+            self._safely(handler, handler.send_cant_do, name)
+        return task
+
+    def handler_initial_state(self) -> Dict[str, Any]:
+        client_id = self.worker_client_id
+        return {"abilities": dict(self._timeouts),
+                "client_id": client_id.encode("utf-8", "surrogateescape") if client_id else None}
+
+    # -- the work loop --------------------------------------------------------------------
+    def work(self, poll_timeout: Optional[float] = DEFAULT_WORKER_POLL_TIMEOUT) -> None:
+        """Do jobs until a hook returns False or :meth:`shutdown` is called.
+
+        ``after_poll(any_activity)`` runs after every poll pass (at least every
+        ``poll_timeout`` seconds); ``after_job()`` after every job.  Server outages
+        never end this loop: servers are reconnected with backoff.
+        """
+        if poll_timeout is not None and poll_timeout < 0:
+            raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
+        self._stop_requested = False
+        self._working = True
+        continue_working = True
+        try:
+            while continue_working and not self._stop_requested:
+                self.establish_worker_connections()
+                self._grab_where_possible()
+                timeout = poll_timeout
+                retry_in = self.next_retry_in()
+                if retry_in is not None:
+                    timeout = retry_in if timeout is None else min(timeout, retry_in)
+                if self._jobs:
+                    timeout = 0
+                any_activity = self.poll_connections_once(self.connection_list, timeout)
+                if self._jobs and not self._stop_requested:
+                    any_activity = True
+                    self._run_next_job()
+                    continue_working = self.after_job()
+                continue_working = self.after_poll(any_activity) and continue_working
+        finally:
+            self._working = False
+            self._finish_and_close()
+
+    def establish_worker_connections(self) -> List[Any]:
+        """Connect every server that is down and due for another try."""
+        for connection in self.connection_list:
+            if not connection.connected and self.connection_is_due(connection):
+                self.establish_connection(connection)
+        return [c for c in self.connection_list if c.connected]
+
+    def shutdown(self) -> None:
+        """Stop: inside ``work()`` (a callback, hook, signal handler or another
+        thread) it ends the loop after the current job; otherwise it closes
+        every connection now."""
+        if self._working:
+            self._stop_requested = True
+            self.wakeup()
+            return
+        super().shutdown()
+
+    def stop(self) -> None:
+        """Same as :meth:`shutdown`."""
+        self.shutdown()
+
+    def _finish_and_close(self) -> None:
+        """Send what finished jobs left queued, then close: jobs assigned but not
+        started go back to the queue when gearmand sees the connection close."""
+        self._jobs.clear()
+        self.flush_connections(self.connection_list, UPDATE_SEND_TIMEOUT)
+        super().shutdown()
+
+    # -- hooks ----------------------------------------------------------------------------
+    def after_poll(self, any_activity: bool) -> bool:
+        """Called after every poll pass; return False to end :meth:`work`."""
+        return True
+
+    def after_job(self) -> bool:
+        """Called after every job; return False to end :meth:`work`."""
+        return True
+
+    def on_job_execute(self, current_job: Any) -> bool:
+        """Run the job's callback and route its outcome to the two hooks below."""
+        try:
+            callback = self.worker_abilities[current_job.task]
+            if self._pass_worker.get(current_job.task, True):
+                job_result = callback(self, current_job)
+            else:
+                job_result = callback(current_job)
+        except Exception:
+            return self.on_job_exception(current_job, sys.exc_info())
+        return self.on_job_complete(current_job, job_result)
+
+    def on_job_exception(self, current_job: Any, exc_info: Any) -> bool:
+        """Log the traceback and fail the job with WORK_EXCEPTION alone."""
+        exc = exc_info[1]
+        self.log.error("job %s (task %r) from %s raised %s", current_job.handle,
+                       current_job.task, _server(current_job), type(exc).__name__,
+                       exc_info=exc_info)
+        if not self.job_finished(current_job):
+            self.send_job_exception(current_job, f"{type(exc).__name__}: {exc}")
+        return True
+
+    def on_job_complete(self, current_job: Any, job_result: Any) -> bool:
+        """Send the callback's result as WORK_COMPLETE (encoded with data_encoder)."""
+        if self.job_finished(current_job):
+            return True  # the callback already sent the outcome itself
+        try:
+            self.send_job_complete(current_job, job_result)
+        except (TypeError, ValueError) as exc:
+            self.log.error("job %s (task %r): cannot send the result: %s", current_job.handle,
+                           current_job.task, exc)
+            self.send_job_exception(current_job, f"result not sendable: {exc}")
+        return True
+
+    # -- inside a callback ----------------------------------------------------------------
+    def send_job_data(self, current_job: Any, data: Any, poll_timeout: Optional[float] = None
+                      ) -> None:
+        """Partial result (WORK_DATA), sent before this returns."""
+        self._send_update(current_job, Command.WORK_DATA, self._encode(data), poll_timeout)
+
+    def send_job_warning(self, current_job: Any, data: Any,
+                         poll_timeout: Optional[float] = None) -> None:
+        """Warning (WORK_WARNING), sent before this returns."""
+        self._send_update(current_job, Command.WORK_WARNING, self._encode(data), poll_timeout)
+
+    def send_job_status(self, current_job: Any, numerator: Any, denominator: Any,
+                        poll_timeout: Optional[float] = None) -> None:
+        """Progress (WORK_STATUS) as two whole numbers, sent before this returns."""
+        fields = (b"%d" % _whole(numerator, "numerator"), b"%d" % _whole(denominator,
+                                                                          "denominator"))
+        self._send_update(current_job, Command.WORK_STATUS, fields, poll_timeout)
+
+    def send_job_complete(self, current_job: Any, data: Any,
+                          poll_timeout: Optional[float] = None) -> None:
+        """Success (WORK_COMPLETE); goes out with the next poll."""
+        self._send_final(current_job, Command.WORK_COMPLETE, (self._encode(data),))
+
+    def send_job_failure(self, current_job: Any, poll_timeout: Optional[float] = None) -> None:
+        """Failure without details (WORK_FAIL)."""
+        self._send_final(current_job, Command.WORK_FAIL, ())
+
+    def send_job_exception(self, current_job: Any, data: Any,
+                           poll_timeout: Optional[float] = None) -> None:
+        """Failure with a text (WORK_EXCEPTION alone: gearmand 1.1.9+ ends the job on it)."""
+        text = data if isinstance(data, (str, bytes, bytearray)) else str(data)
+        self._send_final(current_job, Command.WORK_EXCEPTION, (to_bytes(text, "data"),))
+
+    def job_finished(self, current_job: Any) -> bool:
+        """True once a WORK_COMPLETE, WORK_FAIL or WORK_EXCEPTION was sent for the job."""
+        return (id(current_job.connection), current_job.handle) in self._finished_handles
+
+    def _encode(self, data: Any) -> bytes:
+        name = getattr(self.data_encoder, "__name__", "data_encoder")
+        payload = to_wire_bytes(self.data_encoder.encode(data), name)
+        if len(payload) > self.max_packet_size:
+            raise ValueError(f"data is {len(payload)} bytes, above max_packet_size="
+                             f"{self.max_packet_size}")
+        return payload
+
+    def _send(self, current_job: Any, command: Command, fields: Tuple[bytes, ...]) -> bool:
+        connection = current_job.connection
+        handler = self._handlers.get(connection)
+        if handler is None or not connection.connected:
+            self.log.warning("job %s (task %r): %s not sent, connection to %s is gone; "
+                             "gearmand re-queues the job", current_job.handle, current_job.task,
+                             command.name, _server(current_job))
+            return False
+        try:
+            handler.send_command(command, current_job.handle.encode("utf-8", "surrogateescape"),
+                                 *fields)
+        except errors.ConnectionError as exc:
+            self.handle_error(connection, exc)
+            return False
+        return True
+
+    def _send_update(self, current_job: Any, command: Command, fields: Any,
+                     poll_timeout: Optional[float]) -> None:
+        if not isinstance(fields, tuple):
+            fields = (fields,)
+        if self._send(current_job, command, fields):
+            limit = UPDATE_SEND_TIMEOUT if poll_timeout is None else poll_timeout
+            self.flush_connections([current_job.connection], Deadline(limit).remaining())
+
+    def _send_final(self, current_job: Any, command: Command, fields: Tuple[bytes, ...]) -> None:
+        key = (id(current_job.connection), current_job.handle)
+        if key in self._finished_handles:
+            raise errors.InvalidWorkerState(f"job {current_job.handle} (task "
+                                            f"{current_job.task!r}) was already finished")
+        self._finished_handles.add(key)
+        self._send(current_job, command, fields)
+
+    # -- called by handlers ---------------------------------------------------------------
+    def note_may_have_work(self, handler: Any) -> None:
+        if not self._jobs and self._current_job is None and not handler.grab_outstanding \
+                and handler.jobs_held == 0 and not self._stop_requested:
+            handler.grab()
+
+    def on_job_assigned(self, handler: Any, handle: str, task: str, unique: Optional[str],
+                        reducer: Optional[str], data: bytes) -> None:
+        try:
+            job = self.create_job(handler, handle, task, unique, data)
+        except Exception as exc:  # the data encoder could not decode the payload
+            self.log.error("job %s (task %r) from %s: cannot decode its data: %r", handle, task,
+                           handler.server, exc)
+            handler.jobs_held -= 1
+            handler.send_command(Command.WORK_EXCEPTION, handle.encode("utf-8", "surrogateescape"),
+                                 f"data not decodable: {exc!r}".encode("utf-8"))
+            return
+        job.reducer = reducer
+        self._jobs.append((handler, job))
+
+    def on_connection_lost(self, handler: Any) -> None:
+        if any(held is handler for held, _ in self._jobs):
+            self._jobs = collections.deque((h, j) for h, j in self._jobs if h is not handler)
+            self.log.warning("jobs assigned by %s dropped with its connection; gearmand "
+                             "re-queues them", handler.server)
+
+    def create_job(self, command_handler: Any, job_handle: str, task: str,
+                   unique: Optional[str], data: bytes) -> Any:
+        """Build the job object handed to callbacks (2.x hook); data is decoded here."""
+        return self.job_class(command_handler.connection, job_handle, task, unique,
+                              self.data_encoder.decode(data))
+
+    # -- internals --------------------------------------------------------------------------
+    def _live_handlers(self) -> List[Any]:
+        return [h for c, h in self._handlers.items() if c.connected]
+
+    def _safely(self, handler: Any, send: Callable[..., None], *args: Any) -> None:
+        try:
+            send(*args)
+        except errors.ConnectionError as exc:
+            self.handle_error(handler.connection, exc)
+
+    def _grab_where_possible(self) -> None:
+        if self._jobs or self._current_job is not None or self._stop_requested:
+            return
+        for handler in self._live_handlers():
+            if handler.may_have_work and not handler.grab_outstanding and not handler.jobs_held:
+                self._safely(handler, handler.grab)
+
+    def _run_next_job(self) -> None:
+        handler, job = self._jobs.popleft()
+        handler.jobs_held -= 1
+        if not job.connection.connected:
+            return
+        if job.task not in self.worker_abilities:
+            self.log.warning("gearmand at %s assigned job %s for unregistered task %r; failing "
+                             "it", handler.server, job.handle, job.task)
+            self._send(job, Command.WORK_FAIL, ())
+            return
+        self._current_job = job
+        key = (id(job.connection), job.handle)
+        self._finished_handles.discard(key)
+        try:
+            self.on_job_execute(job)  # its return value is ignored, as in 2.x
+        finally:
+            self._current_job = None
+        if key not in self._finished_handles:
+            self.log.error("job %s (task %r) ended without a result; sending WORK_FAIL",
+                           job.handle, job.task)
+            self._send(job, Command.WORK_FAIL, ())
+        self._finished_handles.discard(key)
+        # Grab again at once, so the next GRAB leaves with this job's result.
+        self._grab_where_possible()
+
+
+def _whole(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a whole number, got {type(value).__name__}")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{name} must be a whole number, got {value!r} (gearmand clients "
+                         "parse it as an integer)")
+    return int(value)
+
+
+def _server(job: Any) -> str:
+    return getattr(job.connection, "address", "?")

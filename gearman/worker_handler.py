@@ -1,0 +1,116 @@
+"""Worker protocol state for one connection: abilities, and the
+grab → assign / no-job → sleep → NOOP cycle (protocol.md §5.2)."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Optional
+
+from gearman.command_handler import GearmanCommandHandler
+from gearman.protocol import Command
+from gearman.util import to_text
+
+log = logging.getLogger(__name__)
+
+
+class GearmanWorkerCommandHandler(GearmanCommandHandler):
+    """Per-connection worker state.  The worker decides when to grab; this
+    handler sends the packets and reports what the server answered."""
+
+    #: GRAB_JOB_ALL answers JOB_ASSIGN_UNIQ for plain jobs (unique set) and
+    #: JOB_ASSIGN_ALL for map/reduce jobs (reducer set), so nothing is hidden.
+    grab_command = Command.GRAB_JOB_ALL
+
+    def __init__(self, connection_manager: Any, connection: Any) -> None:
+        super().__init__(connection_manager, connection)
+        #: the server may have a job for us (true at start and after NOOP)
+        self.may_have_work = True
+        #: a GRAB is on the wire and its answer has not come yet
+        self.grab_outstanding = False
+        #: PRE_SLEEP was sent and no NOOP has come since
+        self.sleeping = False
+        #: jobs from this connection that are assigned but not yet finished
+        self.jobs_held = 0
+
+    # -- lifecycle -------------------------------------------------------------
+    def initial_state(self, abilities: Optional[Dict[str, Optional[float]]] = None,
+                      client_id: Optional[bytes] = None, **kwargs: Any) -> None:
+        """Introduce ourselves: client id, then one CAN_DO per task.  Registrations
+        are per connection, so this runs again after every reconnect."""
+        if client_id:
+            self.send_command(Command.SET_CLIENT_ID, client_id)
+        for task, timeout in (abilities or {}).items():
+            self.send_ability(task, timeout)
+        self.connection_manager.note_may_have_work(self)
+
+    def on_io_error(self) -> None:
+        self.grab_outstanding = False
+        self.may_have_work = False
+        self.connection_manager.on_connection_lost(self)
+
+    # -- sending -------------------------------------------------------------------
+    def send_ability(self, task: str, timeout: Optional[float]) -> None:
+        name = task.encode("utf-8", "surrogateescape")
+        if timeout is None:
+            self.send_command(Command.CAN_DO, name)
+        else:
+            self.send_command(Command.CAN_DO_TIMEOUT, name, b"%d" % int(timeout * 1000))
+
+    def send_cant_do(self, task: str) -> None:
+        self.send_command(Command.CANT_DO, task.encode("utf-8", "surrogateescape"))
+
+    def send_client_id(self, client_id: bytes) -> None:
+        self.send_command(Command.SET_CLIENT_ID, client_id)
+
+    def grab(self) -> None:
+        self.grab_outstanding = True
+        self.sleeping = False
+        self.send_command(self.grab_command)
+
+    # -- answers ----------------------------------------------------------------------
+    def recv_noop(self) -> None:
+        """A hint, not a job: it may be stale or duplicated (protocol.md §8.7)."""
+        self.sleeping = False
+        self.may_have_work = True
+        self.connection_manager.note_may_have_work(self)
+
+    def recv_no_job(self) -> None:
+        self.grab_outstanding = False
+        self.may_have_work = False
+        self.sleeping = True
+        # The server answers NOOP at once if a job arrived meanwhile.
+        self.send_command(Command.PRE_SLEEP)
+
+    def _assigned(self, job_handle: bytes, task: bytes, unique: Optional[bytes],
+                  reducer: Optional[bytes], data: bytes) -> None:
+        self.grab_outstanding = False
+        self.jobs_held += 1
+        self.connection_manager.on_job_assigned(
+            self, to_text(job_handle.rstrip(b"\0")), to_text(task),
+            None if unique is None else to_text(unique),
+            None if reducer is None else to_text(reducer), data)
+
+    def recv_job_assign(self, job_handle: bytes, task: bytes, data: bytes) -> None:
+        self._assigned(job_handle, task, None, None, data)
+
+    def recv_job_assign_uniq(self, job_handle: bytes, task: bytes, unique: bytes,
+                             data: bytes) -> None:
+        self._assigned(job_handle, task, unique, None, data)
+
+    def recv_job_assign_all(self, job_handle: bytes, task: bytes, unique: bytes,
+                            reducer: bytes, data: bytes) -> None:
+        self._assigned(job_handle, task, unique, reducer, data)
+
+    def recv_echo_res(self, data: bytes) -> None:
+        log.debug("gearmand at %s echoed %d bytes", self.server, len(data))
+
+    def recv_option_res(self, option_name: bytes) -> None:
+        log.debug("gearmand at %s accepted option %r", self.server, option_name)
+
+    def recv_error(self, error_code: bytes, error_text: bytes) -> None:
+        """Log and go on: an ERROR (say JOB_NOT_FOUND for a late result) never
+        stops the processing of what follows it (peers.md §2, row 10)."""
+        super().recv_error(error_code, error_text)
+        if self.grab_outstanding:  # the ERROR answered our GRAB
+            self.grab_outstanding = False
+            self.may_have_work = False
+            self.send_command(Command.PRE_SLEEP)
