@@ -83,10 +83,14 @@ class GearmanConnection:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             if self.tls:
                 sock = self._wrap_tls(sock)
-            sock.setblocking(False)
         except (OSError, ValueError) as exc:
             sock.close()
             raise self._error(f"TLS handshake failed: {exc}") from exc
+        self.use_socket(sock)
+
+    def use_socket(self, sock: socket.socket) -> None:
+        """Adopt an already connected socket (a socketpair end in tests, a Unix socket)."""
+        sock.setblocking(False)
         self._sock = sock
         self._parser = PacketParser(expect_magic=RES, max_packet_size=self.max_packet_size)
         self._out.clear()

@@ -1,0 +1,103 @@
+"""The main demo: a worker, a client and an admin client against a real gearmand.
+
+Uses the gearmand named by $GEARMAN_SERVERS (first entry) or 127.0.0.1:4730 if one
+answers there; otherwise starts a private gearmand on a free loopback port.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import gearman
+from gearman.testing import GearmandProcess
+
+
+def running_server(address: str) -> bool:
+    admin = gearman.GearmanAdminClient([address], poll_timeout=2.0, connect_timeout=1.0)
+    try:
+        admin.get_version()
+        return True
+    except gearman.errors.GearmanError:
+        return False
+    finally:
+        admin.close()
+
+
+def start_worker(address: str) -> tuple:
+    worker = gearman.GearmanWorker([address])
+    worker.set_client_id("demo-worker")
+
+    def reverse(job):
+        return job.data[::-1]
+
+    def count_words(worker, job):
+        words = job.data.split()
+        for done, _ in enumerate(words, 1):
+            worker.send_job_status(job, done, len(words))
+        return str(len(words))
+
+    worker.register_task("reverse", reverse)
+    worker.register_task("count_words", count_words)
+    thread = threading.Thread(target=worker.work, kwargs={"poll_timeout": 1.0}, daemon=True)
+    thread.start()
+    return worker, thread
+
+
+def demo(address: str) -> None:
+    print(f"gearmand at {address}")
+    worker, thread = start_worker(address)
+    with gearman.GearmanClient([address]) as client:
+        request = client.submit_job("reverse", "hello gearman", poll_timeout=10)
+        print(f"reverse('hello gearman') -> {request.result!r} ({request.state})")
+
+        request = client.submit_job("count_words", "one two three four", poll_timeout=10)
+        print(f"count_words -> {request.result!r}, last status {request.status.get('numerator')}"
+              f"/{request.status.get('denominator')}")
+
+        start = time.monotonic()
+        jobs = [{"task": "reverse", "data": f"job {i}"} for i in range(2000)]
+        requests = client.submit_multiple_jobs(jobs, poll_timeout=60)
+        elapsed = time.monotonic() - start
+        good = sum(r.result == f"job {i}".encode()[::-1] for i, r in enumerate(requests))
+        print(f"2000 jobs in one batch: {good} results matched in {elapsed:.2f}s "
+              f"({2000 / elapsed:.0f} jobs/s)")
+
+        background = client.submit_job("reverse", "later", background=True, poll_timeout=10)
+        print(f"background job accepted with handle {background.job.handle}")
+
+    admin = gearman.GearmanAdminClient([address])
+    try:
+        print(f"server version {admin.get_version()}, ping {admin.ping_server() * 1000:.2f} ms")
+        for row in admin.get_status():
+            print(f"  status: {row}")
+        for row in admin.get_workers():
+            if row["tasks"]:
+                print(f"  worker: {row['client_id']} can do {', '.join(row['tasks'])}")
+    finally:
+        admin.close()
+    cli = [sys.executable, "-m", "gearman", "--host", address, "status"]
+    if os.path.exists(os.path.join(os.path.dirname(gearman.__file__), "cli.py")):
+        print("$ python -m gearman --host", address, "status")
+        subprocess.run(cli, check=False)
+    worker.shutdown()
+    thread.join(10)
+    print("demo finished")
+
+
+def main() -> int:
+    servers = os.environ.get("GEARMAN_SERVERS", "127.0.0.1:4730")
+    address = servers.split(",")[0].strip()
+    if running_server(address):
+        demo(address)
+        return 0
+    print(f"no gearmand answers at {address}; starting a private one")
+    with GearmandProcess() as server:
+        demo(server.address)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""The sans-IO protocol core: packing, incremental parsing, malformed input."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gearman.errors import ProtocolError, UnknownCommandError
+from gearman.protocol import (ARGS, HEADER, REQ, RES, AdminReplyReader, Command, Packet,
+                              PacketParser, TextLine, pack, pack_header_and_body, pack_text,
+                              parse_err_line, submit_command)
+from gearman.constants import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NONE
+
+
+def sample_args(command: Command) -> tuple:
+    """Distinct argument values for a command; the last one carries NULs."""
+    names = ARGS[command]
+    values = [f"{name}-{i}".encode() for i, name in enumerate(names)]
+    if values:
+        values[-1] += b"\0tail\0"
+    return tuple(values)
+
+
+def parse_all(wire: bytes, **kwargs) -> list:
+    parser = PacketParser(**kwargs)
+    parser.feed(wire)
+    return list(parser)
+
+
+def test_every_command_from_1_to_42_is_known_with_its_arguments():
+    codes = sorted(int(command) for command in Command)
+    assert codes == [c for c in range(1, 43) if c != 5]
+    assert set(ARGS) == set(Command)
+    assert ARGS[Command.SUBMIT_REDUCE_JOB] == ("task", "unique", "reducer", "aggregate", "data")
+    assert ARGS[Command.STATUS_RES_UNIQUE][0] == "unique"
+    assert len(ARGS[Command.SUBMIT_JOB_SCHED]) == 8
+
+
+@pytest.mark.parametrize("command", list(Command), ids=lambda c: c.name)
+@pytest.mark.parametrize("magic", [REQ, RES])
+def test_every_packet_type_round_trips(command, magic):
+    packet = Packet(command, sample_args(command), magic)
+    wire = pack(packet)
+    assert wire[:4] == magic
+    assert struct.unpack("!I", wire[4:8])[0] == int(command)
+    assert parse_all(wire, expect_magic=magic) == [packet]
+
+
+def test_worked_example_from_protocol_md():
+    packet = Packet(Command.SUBMIT_JOB_BG, (b"resize", b"img-42", bytes.fromhex("89504e4700")))
+    assert pack(packet) == bytes.fromhex(
+        "00524551" "00000012" "00000013" "726573697a6500" "696d672d343200" "89504e4700")
+
+
+def test_last_argument_keeps_its_nul_bytes():
+    wire = pack(Packet(Command.WORK_DATA, (b"H:x:1", b"part\0ial\0"), RES))
+    [packet] = parse_all(wire)
+    assert packet.args == (b"H:x:1", b"part\0ial\0")
+
+
+def test_empty_arguments_are_legal_anywhere():
+    packet = Packet(Command.SUBMIT_JOB, (b"f", b"", b""), REQ)
+    assert pack(packet)[8:12] == b"\0\0\0\x03"
+    assert parse_all(pack(packet), expect_magic=REQ) == [packet]
+
+
+def test_parser_accepts_one_byte_at_a_time():
+    packets = [Packet(c, sample_args(c), RES) for c in Command]
+    wire = b"".join(pack(p) for p in packets)
+    parser, events = PacketParser(), []
+    for i in range(len(wire)):
+        parser.feed(wire[i:i + 1])
+        events.extend(parser)
+    assert events == packets
+    assert parser.buffered == 0
+
+
+def test_large_body_splits_without_losing_bytes():
+    payload = bytes(range(256)) * 4096 + b"\0end"  # 1 MiB and a bit
+    packet = Packet(Command.JOB_ASSIGN_UNIQ, (b"H:x:9", b"task", b"uniq", payload), RES)
+    wire = pack(packet)
+    parser, events = PacketParser(), []
+    for start in range(0, len(wire), 65536):
+        parser.feed(wire[start:start + 65536])
+        events.extend(parser)
+    assert events == [packet]
+
+
+def test_header_and_body_packing_matches_pack():
+    for command in Command:
+        args = sample_args(command)
+        head, tail = pack_header_and_body(command, args, REQ)
+        assert head + tail == pack(Packet(command, args, REQ))
+
+
+def test_text_lines_and_packets_mix_in_order():
+    wire = b"OK 1.1.20\n" + pack(Packet(Command.NOOP, (), RES)) + b"a\tb\r\n.\n"
+    assert parse_all(wire) == [TextLine(b"OK 1.1.20"), Packet(Command.NOOP, (), RES),
+                               TextLine(b"a\tb"), TextLine(b".")]
+
+
+def test_text_line_trickle_is_linear(monkeypatch):
+    parser = PacketParser()
+    for byte in b"x" * 5000:
+        parser.feed(bytes([byte]))
+        assert parser.next_event() is None
+    parser.feed(b"\n")
+    assert parser.next_event() == TextLine(b"x" * 5000)
+
+
+# -- malformed input: ProtocolError naming the command and the reason -----------------------
+
+def test_bad_magic_raises():
+    wire = pack(Packet(Command.NOOP, (), REQ))
+    with pytest.raises(ProtocolError, match="bad magic"):
+        parse_all(wire)  # a server must never send \0REQ
+
+
+def test_bad_magic_is_seen_before_the_header_is_complete():
+    parser = PacketParser()
+    parser.feed(b"\0RX")
+    with pytest.raises(ProtocolError, match="bad magic"):
+        parser.next_event()
+
+
+def test_unknown_command_number_raises():
+    wire = HEADER.pack(RES, 99, 0)
+    with pytest.raises(UnknownCommandError, match="unknown command number 99"):
+        parse_all(wire)
+    with pytest.raises(UnknownCommandError):
+        parse_all(HEADER.pack(RES, 5, 0))  # the unused number
+
+
+def test_missing_nul_separator_raises_with_the_command():
+    wire = HEADER.pack(RES, Command.WORK_COMPLETE, 5) + b"H:x:1"
+    with pytest.raises(ProtocolError, match="missing NUL") as info:
+        parse_all(wire)
+    assert info.value.command is Command.WORK_COMPLETE
+    assert "WORK_COMPLETE" in str(info.value)
+
+
+def test_oversized_length_raises_before_buffering():
+    parser = PacketParser(max_packet_size=1024)
+    parser.feed(HEADER.pack(RES, Command.WORK_DATA, 3 * 1024 ** 3))
+    with pytest.raises(ProtocolError, match="exceeds") as info:
+        parser.next_event()
+    assert info.value.command is Command.WORK_DATA
+
+
+def test_payload_on_a_zero_argument_command_raises():
+    with pytest.raises(ProtocolError, match="no arguments"):
+        parse_all(HEADER.pack(RES, Command.NOOP, 3) + b"abc")
+
+
+def test_endless_text_line_is_bounded():
+    parser = PacketParser(max_packet_size=100)
+    parser.feed(b"y" * 101)
+    with pytest.raises(ProtocolError, match="longer than"):
+        parser.next_event()
+
+
+def test_text_refused_where_only_binary_is_allowed():
+    with pytest.raises(ProtocolError, match="text data"):
+        parse_all(b"garbage\n", allow_text=False)
+
+
+# -- building packets: local mistakes are caught before anything is sent ------------------
+
+def test_make_checks_names_and_nul():
+    assert Packet.make(Command.CAN_DO, task=b"x") == Packet(Command.CAN_DO, (b"x",), REQ)
+    with pytest.raises(TypeError, match="takes arguments"):
+        Packet.make(Command.CAN_DO, name=b"x")
+    with pytest.raises(ValueError, match="task must not contain a NUL"):
+        Packet.make(Command.SUBMIT_JOB, task=b"a\0", unique=b"", data=b"")
+    with pytest.raises(TypeError, match="must be bytes"):
+        Packet.make(Command.CAN_DO, task="text")
+
+
+def test_submit_command_table():
+    assert submit_command(False, PRIORITY_NONE) is Command.SUBMIT_JOB
+    assert submit_command(True, PRIORITY_HIGH) is Command.SUBMIT_JOB_HIGH_BG
+    assert submit_command(False, PRIORITY_LOW) is Command.SUBMIT_JOB_LOW
+    with pytest.raises(ValueError, match="priority"):
+        submit_command(False, "URGENT")
+
+
+# -- text admin protocol ---------------------------------------------------------------------
+
+def test_pack_text_uses_crlf_and_refuses_whitespace():
+    assert pack_text("maxqueue", "f", "10") == b"maxqueue f 10\r\n"
+    with pytest.raises(ValueError, match="whitespace"):
+        pack_text("cancel", "job", "H:x 1")
+    with pytest.raises(ValueError, match="at most 5"):
+        pack_text("a", "b", "c", "d", "e", "f")
+
+
+def test_admin_reply_reader_list_single_and_err():
+    reader = AdminReplyReader("status")
+    assert reader.add(TextLine(b"f\t1\t0\t1")) is None
+    assert reader.add(TextLine(b".")) == ["f\t1\t0\t1"]
+    assert AdminReplyReader("version").add(TextLine(b"OK 1.1.20+ds")) == "OK 1.1.20+ds"
+    err = AdminReplyReader("workers").add(TextLine(b"ERR UNKNOWN_COMMAND Unknown+server+command"))
+    assert err.startswith("ERR ")
+    assert parse_err_line(err) == ("UNKNOWN_COMMAND", "Unknown server command")
+
+
+# -- properties ------------------------------------------------------------------------------
+
+commands = st.sampled_from(list(Command))
+
+
+@st.composite
+def packets(draw):
+    command = draw(commands)
+    count = len(ARGS[command])
+    head = [draw(st.binary(max_size=20).filter(lambda b: b"\0" not in b))
+            for _ in range(max(count - 1, 0))]
+    tail = [draw(st.binary(max_size=300))] if count else []
+    return Packet(command, tuple(head + tail), RES)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(packets(), min_size=1, max_size=8), st.lists(st.integers(1, 64), max_size=30))
+def test_any_packets_parse_back_under_any_slicing(packet_list, cuts):
+    wire = b"".join(pack(p) for p in packet_list)
+    parser, events, pos = PacketParser(), [], 0
+    for cut in cuts:
+        parser.feed(wire[pos:pos + cut])
+        events.extend(parser)
+        pos += cut
+    parser.feed(wire[pos:])
+    events.extend(parser)
+    assert events == packet_list
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=200), max_size=20))
+def test_random_bytes_raise_only_protocol_error_and_stay_bounded(chunks):
+    limit = 256
+    parser = PacketParser(max_packet_size=limit)
+    try:
+        for chunk in chunks:
+            parser.feed(chunk)
+            for _ in parser:
+                pass
+            # Never more than one maximal packet (plus its header) waits in the buffer.
+            assert parser.buffered <= limit + HEADER.size + 200
+    except ProtocolError:
+        pass
