@@ -211,6 +211,10 @@ class GearmanConnectionManager:
                     dispatch(event)
         except REMOTE_FAULTS as exc:
             self.handle_error(conn, exc)
+        except Exception as exc:  # a bug met on this connection's bytes: lose it, not us
+            self.log.exception("unexpected error handling data from %s", conn.address)
+            self.handle_error(conn, errors.ProtocolError(f"internal error: {exc!r}",
+                                                         server=conn.address))
 
     def _drain_wakeups(self) -> None:
         try:
