@@ -18,6 +18,10 @@ from gearman.constants import (JOB_CREATED, JOB_PENDING, JOB_UNKNOWN, MAX_UNIQUE
 from gearman.encoders import to_wire_bytes
 from gearman.util import Deadline, check_name, parse_host, to_bytes, to_text
 
+#: gearmand keeps a job handle in 64 bytes with its NUL; a longer GET_STATUS
+#: handle makes it close the connection, failing every job on it.
+MAX_HANDLE_LENGTH = 63
+
 _JOB_KEYS = {"task", "data", "unique", "priority", "when", "reducer"}
 
 
@@ -152,7 +156,10 @@ class GearmanClient(GearmanConnectionManager):
         job = self.job_class(None, None, task, unique, data, reducer=reducer, when=when)
         request = self.job_request_class(job, initial_priority=priority, background=background,
                                          max_attempts=max_retries + 1)
-        request.encoded_data = self.encode_payload(data)
+        try:
+            request.encoded_data = self.encode_payload(data)
+        except TypeError as exc:
+            raise TypeError(f"{where} data: {exc}") from exc
         return request
 
     def _check_unique(self, unique: Any) -> str:
@@ -191,14 +198,22 @@ class GearmanClient(GearmanConnectionManager):
         with the same unique id."""
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
         requests = self._as_request_list(job_requests)
+        # Each call gives every down server one fresh try (its backoff then holds for
+        # the rest of the call, so 100,000 requests cost one connect attempt, not 100,000).
+        # First one non-blocking pass: an idle connection the server closed (say, it was
+        # restarted) is noticed now, not after a request was written into it and lost.
+        self.poll_connections_once(self.connection_list, 0)
+        self._retry_at.clear()
         for request in requests:
             if self._needs_sending(request):
                 request.reset()
                 request.connection_attempts = 0
                 self.send_job_request(request, deadline)
-        self._wait(requests, _accepted, deadline)
+        # Through the overridable 2.x methods, the timeout passed positionally, so an
+        # override written with timeout= or poll_timeout= sees every wait (API.md).
+        self.wait_until_jobs_accepted(requests, deadline.remaining())
         if wait_until_complete:
-            self._wait(requests, _finished, deadline)
+            self.wait_until_jobs_completed(requests, deadline.remaining())
         return requests
 
     @staticmethod
@@ -262,6 +277,13 @@ class GearmanClient(GearmanConnectionManager):
         current_request.job.connection = connection
         self._handlers[connection].send_job_request(current_request)
 
+    def handle_error(self, connection: Any, exc: Optional[BaseException] = None) -> None:
+        """Drop a failed connection.  Losing an established connection costs its
+        requests a try, not the server its next connect: a retry (``max_retries``)
+        reconnects at once; only a refused connect backs the server off."""
+        super().handle_error(connection, exc)
+        self._retry_at.pop(connection, None)
+
     def _retry(self, request: Any, deadline: Deadline) -> bool:
         """Send a request whose connection failed again, if it has tries left."""
         if request.connection_attempts >= request.max_connection_attempts:
@@ -302,6 +324,7 @@ class GearmanClient(GearmanConnectionManager):
         self.poll_connections_until_stopped(self.connection_list, keep_polling,
                                             deadline.remaining())
         keep_polling(False)
+        self._queries_done = []  # late status answers; they would pin their requests
         for request in waiting:
             request.timed_out = True
 
@@ -374,6 +397,8 @@ class GearmanClient(GearmanConnectionManager):
                deadline: Deadline) -> Optional[Dict[str, Any]]:
         if connection is None:
             raise errors.ServerUnavailable("GearmanClient has no servers in its host_list")
+        if connection.connected:  # notice a close by a restarted server before sending
+            self.poll_connections_once([connection], 0)
         if not connection.connected and not self.establish_connection(connection,
                                                                       deadline.remaining()):
             raise errors.ConnectionError(connection.gearman_host, connection.gearman_port,
@@ -395,6 +420,9 @@ class GearmanClient(GearmanConnectionManager):
         """Status of any job by its handle on ``server``: a dict with ``handle``,
         ``known``, ``running``, ``numerator``, ``denominator``, ``time_received``."""
         raw = check_name(handle, "handle")
+        if len(raw) > MAX_HANDLE_LENGTH:  # gearmand drops the connection (protocol.md §4)
+            raise ValueError(f"handle is {len(raw)} bytes; gearmand job handles have at most "
+                             f"{MAX_HANDLE_LENGTH}")
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
         connection = self._server_connection(server)
         result = self._query(connection, StatusQuery(raw), "send_get_status", deadline)
@@ -440,4 +468,7 @@ class GearmanClient(GearmanConnectionManager):
             self.poll_connections_until_stopped(self.connection_list, keep_polling,
                                                 deadline.remaining())
             keep_polling(False)
+        # Jobs that finished meanwhile were noted for a _wait() that is not running:
+        # drop the notes, or they would keep those requests alive.
+        self._updated = []
         return list(waiting)

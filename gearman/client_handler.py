@@ -68,7 +68,7 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
         for kind, item in self._expected:
             if kind == _SUBMIT:
                 failed.append(item)
-            elif kind in (_STATUS, _STATUS_UNIQUE):
+            elif kind in (_STATUS, _STATUS_UNIQUE, _ECHO):
                 item.done = True
                 self.connection_manager.note_status(item)
         for requests in self._requests_by_handle.values():

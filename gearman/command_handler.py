@@ -27,6 +27,9 @@ class GearmanCommandHandler:
     name the server in messages.
     """
 
+    #: Whether the server may answer with admin text lines (only the admin protocol does).
+    accepts_text = False
+
     def __init__(self, connection_manager: Any, connection: Any) -> None:
         self.connection_manager = connection_manager
         self.connection = connection

@@ -42,6 +42,10 @@ class GearmanConnection:
         self.keepalive = keepalive
         self.max_packet_size = max_packet_size
         self.trace = trace
+        #: Admin text lines are legal only where admin commands are sent; elsewhere a
+        #: stray non-NUL byte drops the connection at once instead of being buffered
+        #: (up to max_packet_size) in search of a line end.  Set by the manager.
+        self.allow_text = True
         self.connected = False
         self._sock: Optional[socket.socket] = None
         self._parser = PacketParser(expect_magic=RES, max_packet_size=max_packet_size)
@@ -92,7 +96,8 @@ class GearmanConnection:
         """Adopt an already connected socket (a socketpair end in tests, a Unix socket)."""
         sock.setblocking(False)
         self._sock = sock
-        self._parser = PacketParser(expect_magic=RES, max_packet_size=self.max_packet_size)
+        self._parser = PacketParser(expect_magic=RES, max_packet_size=self.max_packet_size,
+                                    allow_text=self.allow_text)
         self._out.clear()
         self._out_size = 0
         self.connected = True

@@ -77,6 +77,7 @@ class GearmanConnectionManager:
             tls.get("certfile", address.certfile), tls.get("ca_certs", address.ca_certs),
             tls=address.tls or bool(tls), connect_timeout=self.connect_timeout,
             keepalive=self.keepalive, max_packet_size=self.max_packet_size, trace=self.trace)
+        connection.allow_text = getattr(self.command_handler_class, "accepts_text", True)
         self.connection_list.append(connection)
         return connection
 
@@ -114,7 +115,8 @@ class GearmanConnectionManager:
             return False
         handler = self.command_handler_class(connection_manager=self, connection=connection)
         self._handlers[connection] = handler
-        self._failures.pop(connection, None)
+        # The failure count stays until the server sends a valid packet (see _service):
+        # one that accepts and then drops or babbles keeps backing off, not 10 times a second.
         self._retry_at.pop(connection, None)
         try:
             handler.initial_state(**self.handler_initial_state())
@@ -162,6 +164,8 @@ class GearmanConnectionManager:
     def poll_connections_once(self, connections: Iterable[Any],
                               timeout: Optional[float] = None) -> bool:
         """One select() pass over the live ``connections``.  True if anything was ready."""
+        if self._closed:  # the selector is gone; say so instead of ValueError from epoll
+            raise errors.InvalidClientState(f"{type(self).__name__} is closed")
         selector, interest = self._selector, self._interest
         buffered = False
         for conn in connections:
@@ -209,6 +213,8 @@ class GearmanConnectionManager:
                 dispatch = handler.dispatch
                 for event in conn.read():
                     dispatch(event)
+                    if self._failures:  # the server answered sensibly: its backoff starts over
+                        self._failures.pop(conn, None)
         except REMOTE_FAULTS as exc:
             self.handle_error(conn, exc)
         except Exception as exc:  # a bug met on this connection's bytes: lose it, not us

@@ -148,7 +148,7 @@ def to_bytes(value: Any, name: str) -> bytes:
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
-        return value.encode("utf-8")
+        return value.encode("utf-8", "surrogateescape")  # undoes to_text() exactly
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     raise TypeError(f"{name} must be str or bytes, got {type(value).__name__}")
