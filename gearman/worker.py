@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import inspect
 import sys
+import threading
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from gearman import errors
@@ -53,6 +54,9 @@ class GearmanWorker(GearmanConnectionManager):
         self._finished_handles: set = set()
         self._stop_requested = False
         self._working = False
+        self._work_thread: Optional[int] = None
+        #: registrations the work loop sends next (made from another thread or a callback)
+        self._pending_sends: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque()
 
     # -- configuration ------------------------------------------------------------------
     def set_client_id(self, client_id: Any) -> None:
@@ -64,8 +68,7 @@ class GearmanWorker(GearmanConnectionManager):
         if len(raw) > 127:
             raise ValueError(f"client_id is {len(raw)} bytes; gearmand keeps 127")
         self.worker_client_id = to_text(raw)
-        for handler in self._live_handlers():
-            self._safely(handler, handler.send_client_id, raw)
+        self._broadcast("send_client_id", raw)
 
     def register_task(self, task: Any, callback_function: Callable[..., Any],
                       timeout: Optional[float] = None) -> Any:
@@ -86,8 +89,7 @@ class GearmanWorker(GearmanConnectionManager):
         self.worker_abilities[name] = callback_function
         self._timeouts[name] = timeout
         self._pass_worker[name] = _takes_worker_argument(callback_function)
-        for handler in self._live_handlers():
-            self._safely(handler, handler.send_ability, name, timeout)
+        self._broadcast("send_ability", name, timeout)
         return task
 
     def unregister_task(self, task: Any) -> Any:
@@ -96,8 +98,7 @@ class GearmanWorker(GearmanConnectionManager):
         self.worker_abilities.pop(name, None)
         self._timeouts.pop(name, None)
         self._pass_worker.pop(name, None)
-        for handler in self._live_handlers():
-            self._safely(handler, handler.send_cant_do, name)
+        self._broadcast("send_cant_do", name)
         return task
 
     def handler_initial_state(self) -> Dict[str, Any]:
@@ -116,10 +117,15 @@ class GearmanWorker(GearmanConnectionManager):
         if poll_timeout is not None and poll_timeout < 0:
             raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
         self._stop_requested = False
+        self._work_thread = threading.get_ident()
         self._working = True
         continue_working = True
         try:
             while continue_working and not self._stop_requested:
+                # After a job: registrations its callback made go out after its
+                # result, and the next GRAB in the same write -- unless a hook
+                # ended work(), so no job is taken only to be given back.
+                self._send_pending()
                 self.establish_worker_connections()
                 self._grab_where_possible()
                 timeout = poll_timeout
@@ -163,6 +169,7 @@ class GearmanWorker(GearmanConnectionManager):
         """Send what finished jobs left queued, then close: jobs assigned but not
         started go back to the queue when gearmand sees the connection close."""
         self._jobs.clear()
+        self._pending_sends.clear()  # the next connect registers from worker_abilities
         self.flush_connections(self.connection_list, UPDATE_SEND_TIMEOUT)
         super().shutdown()
 
@@ -203,7 +210,7 @@ class GearmanWorker(GearmanConnectionManager):
             return True  # the callback already sent the outcome itself
         try:
             self.send_job_complete(current_job, job_result)
-        except (TypeError, ValueError) as exc:
+        except Exception as exc:  # any encoder failure: fail this job, keep working
             self.log.error("job %s (task %r): cannot send the result: %s", current_job.handle,
                            current_job.task, exc)
             self.send_job_exception(current_job, f"result not sendable: {exc}")
@@ -301,7 +308,7 @@ class GearmanWorker(GearmanConnectionManager):
                            handler.server, exc)
             handler.jobs_held -= 1
             handler.send_command(Command.WORK_EXCEPTION, handle.encode("utf-8", "surrogateescape"),
-                                 f"data not decodable: {exc!r}".encode("utf-8"))
+                                 f"data not decodable: {exc!r}".encode())
             return
         job.reducer = reducer
         self._jobs.append((handler, job))
@@ -322,6 +329,34 @@ class GearmanWorker(GearmanConnectionManager):
     def _live_handlers(self) -> List[Any]:
         return [h for c, h in self._handlers.items() if c.connected]
 
+    def _broadcast(self, send_name: str, *args: Any) -> None:
+        """Send a registration to every live server, or queue it for the work loop:
+        from another thread while work() runs (only the loop touches connections,
+        and a sleeping loop must be woken to send it), and from inside a callback
+        (gearmand re-queues a running job whose task gets CANT_DO, so it waits
+        until the job's result is out)."""
+        self._pending_sends.append((send_name, args))
+        if self._working and threading.get_ident() != self._work_thread:
+            self.wakeup()
+        elif self._current_job is None:
+            self._send_pending()
+
+    def _send_pending(self) -> None:
+        while self._pending_sends:
+            send_name, args = self._pending_sends.popleft()
+            for handler in self._live_handlers():
+                self._safely(handler, getattr(handler, send_name), *args)
+                if send_name == "send_cant_do":
+                    self._drop_jobs_of(handler, args[0])
+
+    def _drop_jobs_of(self, handler: Any, task: str) -> None:
+        """Forget jobs of ``task`` held from ``handler``: gearmand re-queued them on CANT_DO."""
+        dropped = [job for held, job in self._jobs if held is handler and job.task == task]
+        if dropped:
+            self._jobs = collections.deque((h, j) for h, j in self._jobs
+                                           if not (h is handler and j.task == task))
+            handler.jobs_held -= len(dropped)
+
     def _safely(self, handler: Any, send: Callable[..., None], *args: Any) -> None:
         try:
             send(*args)
@@ -341,15 +376,22 @@ class GearmanWorker(GearmanConnectionManager):
         if not job.connection.connected:
             return
         if job.task not in self.worker_abilities:
-            self.log.warning("gearmand at %s assigned job %s for unregistered task %r; failing "
-                             "it", handler.server, job.handle, job.task)
-            self._send(job, Command.WORK_FAIL, ())
+            # Assigned before gearmand saw our CANT_DO, which re-queued it: no answer.
+            self.log.info("job %s for unregistered task %r from %s not run; gearmand "
+                          "re-queued it on CANT_DO", job.handle, job.task, handler.server)
             return
         self._current_job = job
         key = (id(job.connection), job.handle)
         self._finished_handles.discard(key)
         try:
             self.on_job_execute(job)  # its return value is ignored, as in 2.x
+        except Exception as exc:  # an overridden hook failed: fail the job, keep working
+            self.log.error("job %s (task %r): on_job_execute raised %s", job.handle, job.task,
+                           type(exc).__name__, exc_info=True)
+            if key not in self._finished_handles:
+                self._finished_handles.add(key)
+                self._send(job, Command.WORK_EXCEPTION,
+                           (f"{type(exc).__name__}: {exc}".encode("utf-8", "replace"),))
         finally:
             self._current_job = None
         if key not in self._finished_handles:
@@ -357,8 +399,6 @@ class GearmanWorker(GearmanConnectionManager):
                            job.handle, job.task)
             self._send(job, Command.WORK_FAIL, ())
         self._finished_handles.discard(key)
-        # Grab again at once, so the next GRAB leaves with this job's result.
-        self._grab_where_possible()
 
 
 def _whole(value: Any, name: str) -> int:

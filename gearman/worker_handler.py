@@ -53,7 +53,12 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
         if timeout is None:
             self.send_command(Command.CAN_DO, name)
         else:
-            self.send_command(Command.CAN_DO_TIMEOUT, name, b"%d" % int(timeout * 1000))
+            # "0" would mean no timeout to gearmand: never round a tiny one down to it.
+            self.send_command(Command.CAN_DO_TIMEOUT, name,
+                              b"%d" % max(1, int(round(timeout * 1000))))
+        # gearmand sends a sleeping worker no NOOP for jobs already queued under a
+        # new ability [run, 1.1.20]: grab to find them.
+        self.may_have_work = True
 
     def send_cant_do(self, task: str) -> None:
         self.send_command(Command.CANT_DO, task.encode("utf-8", "surrogateescape"))
