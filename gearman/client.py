@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 from gearman import errors
 from gearman.client_handler import GearmanClientCommandHandler, StatusQuery
 from gearman.connection_manager import GearmanConnectionManager
-from gearman.constants import (JOB_CREATED, JOB_PENDING, JOB_UNKNOWN, MAX_UNIQUE_LENGTH,
+from gearman.constants import (JOB_CREATED, JOB_FAILED, JOB_PENDING, JOB_UNKNOWN, MAX_UNIQUE_LENGTH,
                                PRIORITIES, PRIORITY_NONE)
 from gearman.encoders import to_wire_bytes
 from gearman.util import Deadline, check_name, parse_host, to_bytes, to_text
@@ -153,7 +153,8 @@ class GearmanClient(GearmanConnectionManager):
         if reducer is not None:
             reducer = to_text(check_name(reducer, "reducer"))
         data = job_info["data"]
-        job = self.job_class(None, None, task, unique, data, reducer=reducer, when=when)
+        job = self.job_class(None, None, task, unique, data)  # 2.x signature, for subclasses
+        job.reducer, job.when = reducer, when
         request = self.job_request_class(job, initial_priority=priority, background=background,
                                          max_attempts=max_retries + 1)
         try:
@@ -198,17 +199,20 @@ class GearmanClient(GearmanConnectionManager):
         with the same unique id."""
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
         requests = self._as_request_list(job_requests)
-        # Each call gives every down server one fresh try (its backoff then holds for
-        # the rest of the call, so 100,000 requests cost one connect attempt, not 100,000).
         # First one non-blocking pass: an idle connection the server closed (say, it was
         # restarted) is noticed now, not after a request was written into it and lost.
         self.poll_connections_once(self.connection_list, 0)
-        self._retry_at.clear()
+        if not any(c.connected or self.connection_is_due(c) for c in self.connection_list):
+            # Every server is down and backed off: give each one fresh try now (its
+            # backoff then holds for the rest of the call, so 100,000 requests cost one
+            # connect attempt per server, not 100,000).  Otherwise the backoff stands,
+            # and requests fail over to the live servers without waiting on dead ones.
+            self._retry_at.clear()
         for request in requests:
             if self._needs_sending(request):
                 request.reset()
                 request.connection_attempts = 0
-                self.send_job_request(request, deadline)
+                self.send_job_request(request)
         # Through the overridable 2.x methods, the timeout passed positionally, so an
         # override written with timeout= or poll_timeout= sees every wait (API.md).
         self.wait_until_jobs_accepted(requests, deadline.remaining())
@@ -229,6 +233,8 @@ class GearmanClient(GearmanConnectionManager):
 
     @staticmethod
     def _needs_sending(request: Any) -> bool:
+        if request.state == JOB_FAILED and request.job.handle is None:
+            return True  # refused with an ERROR (say QUEUE_ERROR): never accepted
         live = request.accepted_by is not None and request.accepted_by.connected
         if request.state == JOB_PENDING:
             connection = request.job.connection
@@ -245,8 +251,7 @@ class GearmanClient(GearmanConnectionManager):
         start = zlib.crc32(to_bytes(unique or "", "unique")) % len(connections)
         return connections[start:] + connections[:start]
 
-    def establish_request_connection(self, current_request: Any,
-                                     deadline: Optional[Deadline] = None) -> Any:
+    def establish_request_connection(self, current_request: Any) -> Any:
         """The live connection ``current_request`` should use; connects if needed.
         Servers that refuse are skipped (backed off), without using up a try."""
         if not self.connection_list:
@@ -256,16 +261,15 @@ class GearmanClient(GearmanConnectionManager):
                 return connection
             if not self.connection_is_due(connection):
                 continue
-            remaining = deadline.remaining() if deadline is not None else None
-            if self.establish_connection(connection, remaining):
+            if self.establish_connection(connection):
                 return connection
         servers = ", ".join(c.address for c in self.connection_list)
         raise errors.ServerUnavailable(f"no gearmand reachable among {servers}")
 
-    def send_job_request(self, current_request: Any, deadline: Optional[Deadline] = None) -> None:
+    def send_job_request(self, current_request: Any) -> None:
         """Send one request on the server it belongs to; mark it failed if none is up."""
         try:
-            connection = self.establish_request_connection(current_request, deadline)
+            connection = self.establish_request_connection(current_request)
         except errors.ServerUnavailable as exc:
             self.log.warning("job %s (%s): %s", current_request.job.unique,
                              current_request.job.task, exc)
@@ -277,14 +281,14 @@ class GearmanClient(GearmanConnectionManager):
         current_request.job.connection = connection
         self._handlers[connection].send_job_request(current_request)
 
-    def handle_error(self, connection: Any, exc: Optional[BaseException] = None) -> None:
+    def handle_error(self, current_connection: Any, exc: Optional[BaseException] = None) -> None:
         """Drop a failed connection.  Losing an established connection costs its
         requests a try, not the server its next connect: a retry (``max_retries``)
         reconnects at once; only a refused connect backs the server off."""
-        super().handle_error(connection, exc)
-        self._retry_at.pop(connection, None)
+        super().handle_error(current_connection, exc)
+        self._retry_at.pop(current_connection, None)
 
-    def _retry(self, request: Any, deadline: Deadline) -> bool:
+    def _retry(self, request: Any) -> bool:
         """Send a request whose connection failed again, if it has tries left."""
         if request.connection_attempts >= request.max_connection_attempts:
             return False
@@ -293,7 +297,7 @@ class GearmanClient(GearmanConnectionManager):
         request.connection_attempts = attempts
         self.log.info("retrying job %s (%s), try %d of %d", request.job.unique, request.job.task,
                       attempts + 1, request.max_connection_attempts)
-        self.send_job_request(request, deadline)
+        self.send_job_request(request)
         return not request.connection_failed
 
     # -- waiting ---------------------------------------------------------------------------
@@ -315,7 +319,7 @@ class GearmanClient(GearmanConnectionManager):
                 for request in updated:
                     if request not in waiting:
                         continue
-                    if request.connection_failed and self._retry(request, deadline):
+                    if request.connection_failed and self._retry(request):
                         continue
                     if done(request):
                         waiting.discard(request)
@@ -399,8 +403,7 @@ class GearmanClient(GearmanConnectionManager):
             raise errors.ServerUnavailable("GearmanClient has no servers in its host_list")
         if connection.connected:  # notice a close by a restarted server before sending
             self.poll_connections_once([connection], 0)
-        if not connection.connected and not self.establish_connection(connection,
-                                                                      deadline.remaining()):
+        if not connection.connected and not self.establish_connection(connection):
             raise errors.ConnectionError(connection.gearman_host, connection.gearman_port,
                                          "server is down")
         getattr(self._handlers[connection], send)(query)
@@ -444,9 +447,9 @@ class GearmanClient(GearmanConnectionManager):
         return result
 
     def echo(self, data: Any = b"ping", server: Any = None,
-             poll_timeout: Optional[float] = 5.0) -> bytes:
+             poll_timeout: Optional[float] = 5.0, *, timeout: Optional[float] = None) -> bytes:
         """ECHO_REQ round trip; returns what the server echoed."""
-        deadline = Deadline(resolve_timeout(poll_timeout, None))
+        deadline = Deadline(resolve_timeout(poll_timeout if timeout is None else None, timeout))
         connection = self._server_connection(server)
         result = self._query(connection, StatusQuery(to_bytes(data, "data")), "send_echo",
                              deadline)

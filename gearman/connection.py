@@ -20,6 +20,8 @@ from gearman.protocol import (REQ, RES, Command, Event, PacketParser, pack_heade
 log = logging.getLogger(__name__)
 
 _RECV_SIZE = 256 * 1024
+#: Bytes a packet may carry beside its payload (handle, task, unique...).
+_FIELD_HEADROOM = 4096
 #: Payloads at least this big are queued by reference, never copied.
 _BY_REFERENCE = 32 * 1024
 
@@ -48,9 +50,11 @@ class GearmanConnection:
         self.allow_text = True
         self.connected = False
         self._sock: Optional[socket.socket] = None
-        self._parser = PacketParser(expect_magic=RES, max_packet_size=max_packet_size)
         self._out: Deque[Chunk] = collections.deque()
         self._out_size = 0
+        # recv_into one reused buffer: recv(256 KiB) would mmap, mremap and munmap
+        # a fresh 256 KiB object on every read (three system calls per packet).
+        self._inbuf = memoryview(bytearray(_RECV_SIZE))
 
     # -- identity -------------------------------------------------------
     @property
@@ -72,14 +76,17 @@ class GearmanConnection:
 
     # -- connect / close ------------------------------------------------
     def connect(self, timeout: Optional[float] = None) -> None:
-        """Open the socket (resolving the host name again) within ``timeout`` seconds."""
+        """Open the socket (resolving the host name again) within ``connect_timeout``.
+
+        ``timeout`` is accepted for 2.x callers and ignored: a caller's short poll
+        timeout must not make a server unreachable that merely needs a few ms.
+        """
         if self.connected:
             return
-        limit = self.connect_timeout if timeout is None else min(timeout, self.connect_timeout)
-        limit = max(limit, 0.001)
         try:
-            sock = socket.create_connection((self.gearman_host, self.gearman_port), timeout=limit)
-        except OSError as exc:
+            sock = socket.create_connection((self.gearman_host, self.gearman_port),
+                                            timeout=self.connect_timeout)
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode
             raise self._error(f"connect failed: {exc}") from exc
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -96,7 +103,9 @@ class GearmanConnection:
         """Adopt an already connected socket (a socketpair end in tests, a Unix socket)."""
         sock.setblocking(False)
         self._sock = sock
-        self._parser = PacketParser(expect_magic=RES, max_packet_size=self.max_packet_size,
+        # Headroom for the handle and other fields beside a maximal payload.
+        self._parser = PacketParser(expect_magic=RES,
+                                    max_packet_size=self.max_packet_size + _FIELD_HEADROOM,
                                     allow_text=self.allow_text)
         self._out.clear()
         self._out_size = 0
@@ -199,16 +208,16 @@ class GearmanConnection:
             raise self._error("not connected")
         while True:
             try:
-                data = sock.recv(_RECV_SIZE)
+                size = sock.recv_into(self._inbuf)
             except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 break
             except InterruptedError:
                 continue
             except OSError as exc:
                 raise self._error(f"recv failed: {exc}") from exc
-            if not data:
+            if not size:
                 raise self._error("server closed the connection")
-            self._parser.feed(data)
+            self._parser.feed(self._inbuf[:size])
             # select() cannot see bytes already decrypted inside the SSL object.
             if not (self.tls and sock.pending()):  # type: ignore[attr-defined]
                 break
@@ -233,7 +242,3 @@ class GearmanConnection:
         sock = self._sock
         return bool(self.tls and sock is not None and sock.pending())  # type: ignore[attr-defined]
 
-
-def describe(connection: Any) -> str:
-    """``host:port`` of a connection, or ``'?'``: for log and error messages."""
-    return getattr(connection, "address", "?")

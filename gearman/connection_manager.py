@@ -39,6 +39,8 @@ class GearmanConnectionManager:
     data_encoder: Any = DataEncoder
     #: selector class for the poll loop; set ``selectors.SelectSelector`` for green threads.
     selector_class: Any = selectors.DefaultSelector
+    #: what using a closed object raises (each role has its own 2.x error class)
+    closed_error: Any = errors.InvalidClientState
 
     def __init__(self, host_list: Any = None, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                  keepalive: bool = False, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
@@ -54,6 +56,7 @@ class GearmanConnectionManager:
         self._handlers: Dict[Any, GearmanCommandHandler] = {}
         self._interest: Dict[Any, int] = {}
         self._failures: Dict[Any, int] = {}
+        self._errors: Dict[Any, BaseException] = {}  # why a connection is being dropped
         self._retry_at: Dict[Any, float] = {}
         self.reconnect_backoff = Backoff(base=0.1, cap=5.0)
         self._selector = self.selector_class()
@@ -107,7 +110,7 @@ class GearmanConnectionManager:
         if connection.connected:
             return True
         if self._closed:
-            raise errors.InvalidClientState(f"{type(self).__name__} is closed")
+            raise self.closed_error(f"{type(self).__name__} is closed")
         try:
             connection.connect(timeout=timeout)
         except errors.ConnectionError as exc:
@@ -121,7 +124,7 @@ class GearmanConnectionManager:
         try:
             handler.initial_state(**self.handler_initial_state())
         except REMOTE_FAULTS as exc:
-            self.handle_error(connection, exc)
+            self._drop(connection, exc)
             return False
         return True
 
@@ -136,8 +139,19 @@ class GearmanConnectionManager:
         self._retry_at[connection] = time.monotonic() + delay
         self.log.warning("%s (try %d; next in %.2fs)", exc, failures, delay)
 
-    def handle_error(self, connection: Any, exc: Optional[BaseException] = None) -> None:
+    def _drop(self, connection: Any, exc: BaseException) -> None:
+        """Drop a failed connection through :meth:`handle_error`, which subclasses
+        may override with python-gearman 2.x's one-argument signature."""
+        self._errors[connection] = exc
+        try:
+            self.handle_error(connection)
+        finally:
+            self._errors.pop(connection, None)
+
+    def handle_error(self, current_connection: Any, exc: Optional[BaseException] = None) -> None:
         """Close a failed connection, log why, and tell its handler."""
+        connection = current_connection
+        exc = exc or self._errors.pop(connection, None)
         self._forget(connection)
         handler = self._handlers.pop(connection, None)
         connection.close()
@@ -165,7 +179,7 @@ class GearmanConnectionManager:
                               timeout: Optional[float] = None) -> bool:
         """One select() pass over the live ``connections``.  True if anything was ready."""
         if self._closed:  # the selector is gone; say so instead of ValueError from epoll
-            raise errors.InvalidClientState(f"{type(self).__name__} is closed")
+            raise self.closed_error(f"{type(self).__name__} is closed")
         selector, interest = self._selector, self._interest
         buffered = False
         for conn in connections:
@@ -175,7 +189,7 @@ class GearmanConnectionManager:
                 try:
                     conn.flush()
                 except REMOTE_FAULTS as exc:
-                    self.handle_error(conn, exc)
+                    self._drop(conn, exc)
                     continue
             wanted = EVENT_READ | EVENT_WRITE if conn.wants_write else EVENT_READ
             current = interest.get(conn)
@@ -209,6 +223,11 @@ class GearmanConnectionManager:
         try:
             if mask & EVENT_WRITE:
                 conn.flush()
+                if not conn.wants_write and self._interest.get(conn) != EVENT_READ:
+                    # Drained: drop write interest now, or select() would report this
+                    # socket writable again and again while others are polled (a spin).
+                    self._selector.modify(conn, EVENT_READ, conn)
+                    self._interest[conn] = EVENT_READ
             if mask & EVENT_READ:
                 dispatch = handler.dispatch
                 for event in conn.read():
@@ -216,11 +235,11 @@ class GearmanConnectionManager:
                     if self._failures:  # the server answered sensibly: its backoff starts over
                         self._failures.pop(conn, None)
         except REMOTE_FAULTS as exc:
-            self.handle_error(conn, exc)
+            self._drop(conn, exc)
         except Exception as exc:  # a bug met on this connection's bytes: lose it, not us
             self.log.exception("unexpected error handling data from %s", conn.address)
-            self.handle_error(conn, errors.ProtocolError(f"internal error: {exc!r}",
-                                                         server=conn.address))
+            self._drop(conn, errors.ProtocolError(f"internal error: {exc!r}",
+                                                  server=conn.address))
 
     def _drain_wakeups(self) -> None:
         try:
@@ -253,7 +272,7 @@ class GearmanConnectionManager:
                 try:
                     conn.flush()
                 except REMOTE_FAULTS as exc:
-                    self.handle_error(conn, exc)
+                    self._drop(conn, exc)
             pending = [c for c in pending if c.connected and c.wants_write]
             if not pending or deadline.expired():
                 return

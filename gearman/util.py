@@ -49,6 +49,11 @@ def _host(value: Any, entry: Any) -> str:
     if not isinstance(value, str) or not value or any(c.isspace() for c in value):
         raise ValueError(f"host_list entry {entry!r}: host must be a non-empty name "
                          "without spaces")
+    try:
+        value.encode("idna")
+    except UnicodeError as exc:
+        raise ValueError(f"host_list entry {entry!r}: {value!r} is not a valid host name "
+                         f"({exc})") from None
     return value
 
 

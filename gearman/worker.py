@@ -9,6 +9,7 @@ import collections
 import inspect
 import sys
 import threading
+import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from gearman import errors
@@ -41,6 +42,9 @@ class GearmanWorker(GearmanConnectionManager):
     """Registers functions with gearmand servers and runs the jobs they hand out."""
 
     command_handler_class = GearmanWorkerCommandHandler
+    #: seconds an unanswered GRAB may hold up grabbing from the other servers
+    grab_patience = 1.0
+    closed_error = errors.InvalidWorkerState
 
     def __init__(self, host_list: Any = None, **options: Any) -> None:
         super().__init__(host_list, **options)
@@ -54,6 +58,7 @@ class GearmanWorker(GearmanConnectionManager):
         self._finished_handles: set = set()
         self._stop_requested = False
         self._working = False
+        self._last_grabbed: Any = None  # the next GRAB looks at the servers after it
         self._work_thread: Optional[int] = None
         #: registrations the work loop sends next (made from another thread or a callback)
         self._pending_sends: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque()
@@ -132,6 +137,9 @@ class GearmanWorker(GearmanConnectionManager):
                 retry_in = self.next_retry_in()
                 if retry_in is not None:
                     timeout = retry_in if timeout is None else min(timeout, retry_in)
+                patience = self._patience_left()
+                if patience is not None:
+                    timeout = patience if timeout is None else min(timeout, patience)
                 if self._jobs:
                     timeout = 0
                 any_activity = self.poll_connections_once(self.connection_list, timeout)
@@ -141,6 +149,7 @@ class GearmanWorker(GearmanConnectionManager):
                     continue_working = self.after_job()
                 continue_working = self.after_poll(any_activity) and continue_working
         finally:
+            self._stop_requested = True  # no GRAB while the last results are flushed
             self._working = False
             self._finish_and_close()
 
@@ -273,7 +282,7 @@ class GearmanWorker(GearmanConnectionManager):
             handler.send_command(command, current_job.handle.encode("utf-8", "surrogateescape"),
                                  *fields)
         except errors.ConnectionError as exc:
-            self.handle_error(connection, exc)
+            self._drop(connection, exc)
             return False
         return True
 
@@ -295,9 +304,8 @@ class GearmanWorker(GearmanConnectionManager):
 
     # -- called by handlers ---------------------------------------------------------------
     def note_may_have_work(self, handler: Any) -> None:
-        if not self._jobs and self._current_job is None and not handler.grab_outstanding \
-                and handler.jobs_held == 0 and not self._stop_requested:
-            handler.grab()
+        """A server may have work for us (connected, NOOP, NO_JOB elsewhere): grab."""
+        self._grab_where_possible()
 
     def on_job_assigned(self, handler: Any, handle: str, task: str, unique: Optional[str],
                         reducer: Optional[str], data: bytes) -> None:
@@ -361,14 +369,41 @@ class GearmanWorker(GearmanConnectionManager):
         try:
             send(*args)
         except errors.ConnectionError as exc:
-            self.handle_error(handler.connection, exc)
+            self._drop(handler.connection, exc)
 
     def _grab_where_possible(self) -> None:
+        """Send one GRAB, to the next server (in turn) that may have work.
+
+        One job at a time: no GRAB while a job is held or a GRAB is in flight, so
+        the worker never sits on a job another worker could run.  A GRAB left
+        unanswered for ``grab_patience`` seconds (a stopped server) no longer
+        blocks the other servers.
+        """
         if self._jobs or self._current_job is not None or self._stop_requested:
             return
-        for handler in self._live_handlers():
-            if handler.may_have_work and not handler.grab_outstanding and not handler.jobs_held:
+        handlers = self._live_handlers()
+        now = time.monotonic()
+        for handler in handlers:
+            if handler.jobs_held or (handler.grab_outstanding
+                                     and now - handler.grab_sent_at < self.grab_patience):
+                return
+        # Start after the server grabbed last, so busy servers take turns.
+        start = next((i + 1 for i, h in enumerate(handlers) if h is self._last_grabbed), 0)
+        for step in range(len(handlers)):
+            handler = handlers[(start + step) % len(handlers)]
+            if handler.may_have_work and not handler.grab_outstanding:
+                self._last_grabbed = handler
                 self._safely(handler, handler.grab)
+                return
+
+    def _patience_left(self) -> Optional[float]:
+        """Seconds until an unanswered GRAB stops blocking grabs elsewhere, if one does."""
+        waits = [handler.grab_sent_at + self.grab_patience - time.monotonic()
+                 for handler in self._live_handlers() if handler.grab_outstanding]
+        if not waits or not any(h.may_have_work and not h.grab_outstanding
+                                for h in self._live_handlers()):
+            return None
+        return max(0.0, min(waits))
 
     def _run_next_job(self) -> None:
         handler, job = self._jobs.popleft()

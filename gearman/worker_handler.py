@@ -3,6 +3,7 @@ grab → assign / no-job → sleep → NOOP cycle (protocol.md §5.2)."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Dict, Optional
 
 from gearman.command_handler import GearmanCommandHandler
@@ -24,8 +25,9 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
         super().__init__(connection_manager, connection)
         #: the server may have a job for us (true at start and after NOOP)
         self.may_have_work = True
-        #: a GRAB is on the wire and its answer has not come yet
+        #: a GRAB is on the wire and its answer has not come yet, sent at this time
         self.grab_outstanding = False
+        self.grab_sent_at = 0.0
         #: PRE_SLEEP was sent and no NOOP has come since
         self.sleeping = False
         #: jobs from this connection that are assigned but not yet finished
@@ -68,6 +70,7 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
 
     def grab(self) -> None:
         self.grab_outstanding = True
+        self.grab_sent_at = time.monotonic()
         self.sleeping = False
         self.send_command(self.grab_command)
 
@@ -84,6 +87,7 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
         self.sleeping = True
         # The server answers NOOP at once if a job arrived meanwhile.
         self.send_command(Command.PRE_SLEEP)
+        self.connection_manager.note_may_have_work(self)  # try the next server
 
     def _assigned(self, job_handle: bytes, task: bytes, unique: Optional[bytes],
                   reducer: Optional[bytes], data: bytes) -> None:
@@ -115,7 +119,15 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
         """Log and go on: an ERROR (say JOB_NOT_FOUND for a late result) never
         stops the processing of what follows it (peers.md §2, row 10)."""
         super().recv_error(error_code, error_text)
-        if self.grab_outstanding:  # the ERROR answered our GRAB
+        # JOB_NOT_FOUND answers a late work result, never a GRAB; any other ERROR
+        # while a GRAB is in flight is the GRAB's answer (a server too old for
+        # GRAB_JOB_ALL says INVALID_COMMAND: fall back to GRAB_JOB_UNIQ).
+        if self.grab_outstanding and error_code.lower() != b"job_not_found":
             self.grab_outstanding = False
+            if error_code.upper() == b"INVALID_COMMAND" and \
+                    self.grab_command is Command.GRAB_JOB_ALL:
+                self.grab_command = Command.GRAB_JOB_UNIQ
+                self.grab()
+                return
             self.may_have_work = False
             self.send_command(Command.PRE_SLEEP)
