@@ -93,6 +93,16 @@ class GearmanConnectionManager:
     def handler_for(self, connection: Any) -> Optional[GearmanCommandHandler]:
         return self._handlers.get(connection)
 
+    @property
+    def connection_to_handler_map(self) -> Dict[Any, GearmanCommandHandler]:
+        """2.x name: live connection -> its command handler."""
+        return dict(self._handlers)
+
+    @property
+    def handler_to_connection_map(self) -> Dict[GearmanCommandHandler, Any]:
+        """2.x name: command handler -> its connection."""
+        return {handler: connection for connection, handler in self._handlers.items()}
+
     def connection_is_due(self, connection: Any) -> bool:
         """False while a failed server waits out its backoff."""
         return time.monotonic() >= self._retry_at.get(connection, 0.0)

@@ -20,8 +20,9 @@ class GearmanJob:
     connection the job lives on, ``None`` before it is sent.
     """
 
+    # Slots keep 100,000 jobs small; __dict__ still lets applications tag them (2.x did).
     __slots__ = ("connection", "handle", "task", "unique", "data", "reducer", "when",
-                 "__weakref__")
+                 "__weakref__", "__dict__")
 
     def __init__(self, connection: Any, handle: Optional[str], task: str,
                  unique: Optional[str], data: Any, reducer: Optional[str] = None,
@@ -56,7 +57,7 @@ class GearmanJobRequest:
     __slots__ = ("gearman_job", "priority", "background", "state", "result", "exception",
                  "_data_updates", "_warning_updates", "_status", "timed_out",
                  "connection_failed", "connection_attempts", "max_connection_attempts",
-                 "accepted_by", "encoded_data", "__weakref__")
+                 "accepted_by", "encoded_data", "__weakref__", "__dict__")
 
     def __init__(self, gearman_job: GearmanJob, initial_priority: Optional[str] = PRIORITY_NONE,
                  background: bool = False, max_attempts: int = 1) -> None:

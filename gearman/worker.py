@@ -310,7 +310,7 @@ class GearmanWorker(GearmanConnectionManager):
     def on_job_assigned(self, handler: Any, handle: str, task: str, unique: Optional[str],
                         reducer: Optional[str], data: bytes) -> None:
         try:
-            job = self.create_job(handler, handle, task, unique, data)
+            decoded = self.data_encoder.decode(data)
         except Exception as exc:  # the data encoder could not decode the payload
             self.log.error("job %s (task %r) from %s: cannot decode its data: %r", handle, task,
                            handler.server, exc)
@@ -318,6 +318,7 @@ class GearmanWorker(GearmanConnectionManager):
             handler.send_command(Command.WORK_EXCEPTION, handle.encode("utf-8", "surrogateescape"),
                                  f"data not decodable: {exc!r}".encode())
             return
+        job = self.create_job(handler, handle, task, unique, decoded)
         job.reducer = reducer
         self._jobs.append((handler, job))
 
@@ -328,10 +329,10 @@ class GearmanWorker(GearmanConnectionManager):
                              "re-queues them", handler.server)
 
     def create_job(self, command_handler: Any, job_handle: str, task: str,
-                   unique: Optional[str], data: bytes) -> Any:
-        """Build the job object handed to callbacks (2.x hook); data is decoded here."""
-        return self.job_class(command_handler.connection, job_handle, task, unique,
-                              self.data_encoder.decode(data))
+                   unique: Optional[str], data: Any) -> Any:
+        """Build the job object handed to callbacks (2.x hook); ``data`` is already
+        decoded by :attr:`data_encoder`, as in 2.x."""
+        return self.job_class(command_handler.connection, job_handle, task, unique, data)
 
     # -- internals --------------------------------------------------------------------------
     def _live_handlers(self) -> List[Any]:
