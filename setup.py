@@ -31,6 +31,7 @@ setup(
     },
     entry_points={
         "pytest11": ["gearman = gearman.testing"],
+        "console_scripts": ["gearman-py = gearman.cli:main"],
     },
     classifiers=[
         "Development Status :: 4 - Beta",

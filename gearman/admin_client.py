@@ -6,8 +6,9 @@ for counts, ``str`` for text, no stray CR.  An ``ERR`` reply raises
 """
 from __future__ import annotations
 
+import re
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from gearman import errors
 from gearman.admin_client_handler import AdminQuery, GearmanAdminClientCommandHandler
@@ -19,11 +20,63 @@ from gearman.util import Deadline, check_name, parse_host
 ECHO_STRING = b"ping? pong!"
 
 
+_ERR_CODE = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
 def _int(value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        return 0
+        raise ValueError(f"{value!r} is not a number") from None
+
+
+def split_err_line(line: str) -> Tuple[str, str]:
+    """(code, text) of an ``ERR`` reply.  gearmand's two ``drop function`` errors
+    carry no code, only words (protocol.md §7.2): their code is ``'ERR'`` and
+    their text the whole message."""
+    code, text = parse_err_line(line)
+    if code and not _ERR_CODE.fullmatch(code):
+        return "ERR", line[4:].strip()
+    return code, text
+
+
+def parse_status_line(line: str) -> Dict[str, Any]:
+    """``FUNCTION\tTOTAL\tRUNNING\tWORKERS`` -> task, queued (the total), running, workers."""
+    fields = line.split("\t")
+    if len(fields) < 4:
+        raise ValueError("expected 4 tab-separated fields")
+    return {"task": fields[0], "queued": _int(fields[1]), "running": _int(fields[2]),
+            "workers": _int(fields[3])}
+
+
+def parse_priority_status_line(line: str) -> Dict[str, Any]:
+    """``FUNCTION\tHIGH\tNORMAL\tLOW\tWORKERS`` -> task, high, normal, low, workers."""
+    fields = line.split("\t")
+    if len(fields) < 5:
+        raise ValueError("expected 5 tab-separated fields")
+    return {"task": fields[0], "high": _int(fields[1]), "normal": _int(fields[2]),
+            "low": _int(fields[3]), "workers": _int(fields[4])}
+
+
+def parse_workers_line(line: str) -> Dict[str, Any]:
+    """``FD IP CLIENT_ID : F1 F2`` -> file_descriptor, ip, client_id, tasks.
+
+    Split on single spaces rather than on ``' :'``: an IPv6 peer (``::1``)
+    has a colon of its own."""
+    fields = line.split(" ", 3)
+    if len(fields) < 4 or not fields[3].startswith(":"):
+        raise ValueError("expected 'FD IP CLIENT_ID : FUNCTIONS'")
+    return {"file_descriptor": _int(fields[0]), "ip": fields[1], "client_id": fields[2],
+            "tasks": tuple(fields[3][1:].split())}
+
+
+def parse_jobs_line(line: str) -> Dict[str, Any]:
+    """``HANDLE\tRETRIES\tIGNORE_JOB\tJOB_QUEUED`` -> handle, retries, ignore_job, job_queued."""
+    fields = line.split("\t")
+    if len(fields) < 4:
+        raise ValueError("expected 4 tab-separated fields")
+    return {"handle": fields[0], "retries": _int(fields[1]), "ignore_job": fields[2] == "1",
+            "job_queued": fields[3] == "1"}
 
 
 class GearmanAdminClient(GearmanConnectionManager):
@@ -34,17 +87,25 @@ class GearmanAdminClient(GearmanConnectionManager):
     """
 
     command_handler_class = GearmanAdminClientCommandHandler
+    closed_error = errors.InvalidAdminClientState
 
-    def __init__(self, host_list: Any = None, poll_timeout: Optional[float] = DEFAULT_ADMIN_POLL_TIMEOUT,
+    def __init__(self, host_list: Any = None,
+                 poll_timeout: Optional[float] = DEFAULT_ADMIN_POLL_TIMEOUT,
                  **options: Any) -> None:
         super().__init__(host_list, **options)
         if poll_timeout is not None and (isinstance(poll_timeout, bool) or poll_timeout < 0):
             raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
         self.poll_timeout = poll_timeout
         self._answered: List[AdminQuery] = []
+        self._connect_errors: Dict[Any, BaseException] = {}
 
     def note_status(self, query: AdminQuery) -> None:
         self._answered.append(query)
+
+    def _note_failure(self, connection: Any, exc: BaseException) -> None:
+        # Kept so a failed admin call can say why (refused, timed out, TLS...).
+        self._connect_errors[connection] = exc
+        super()._note_failure(connection, exc)
 
     # -- plumbing ------------------------------------------------------------------------
     def _connection_for(self, server: Any) -> Any:
@@ -63,13 +124,18 @@ class GearmanAdminClient(GearmanConnectionManager):
     def establish_admin_connection(self, server: Any = None,
                                    deadline: Optional[Deadline] = None) -> Any:
         connection = self._connection_for(server)
+        if connection.connected:  # notice a close by a restarted server before sending
+            self.poll_connections_once([connection], 0)
         if not connection.connected:
             remaining = deadline.remaining() if deadline else self.poll_timeout
             # An admin call is explicit: try now, even while the server is backed off.
             self._retry_at.pop(connection, None)
+            self._connect_errors.pop(connection, None)
             if not self.establish_connection(connection, remaining):
+                why = self._connect_errors.pop(connection, None)
+                reason = getattr(why, "reason", None) or str(why or "connection failed")
                 raise errors.ConnectionError(connection.gearman_host, connection.gearman_port,
-                                             "cannot connect for an admin command")
+                                             f"cannot connect for an admin command: {reason}")
         return connection
 
     def _ask(self, command: str, *args: Any, server: Any = None) -> Any:
@@ -79,7 +145,7 @@ class GearmanAdminClient(GearmanConnectionManager):
         try:
             self._handlers[connection].send_query(query)
         except errors.ConnectionError as exc:
-            self.handle_error(connection, exc)
+            self._drop(connection, exc)
             raise
         self.wait_until_server_responds(query, deadline)
         if query.error is not None:
@@ -89,7 +155,7 @@ class GearmanAdminClient(GearmanConnectionManager):
                                          f"connection lost waiting for the reply to {command!r}")
         result = query.result
         if isinstance(result, str) and (result.startswith("ERR ") or result == "ERR"):
-            code, text = parse_err_line(result)
+            code, text = split_err_line(result)
             raise errors.AdminCommandError(code, text, connection.address, command)
         return result
 
@@ -107,7 +173,7 @@ class GearmanAdminClient(GearmanConnectionManager):
                                                 deadline.remaining())
         if not query.done:
             if connection is not None and connection.connected:
-                self.handle_error(connection, errors.InvalidAdminClientState(
+                self._drop(connection, errors.InvalidAdminClientState(
                     f"gearmand at {connection.address}: no reply to {query.command!r} in "
                     f"{self.poll_timeout}s"))
             raise errors.InvalidAdminClientState(
@@ -120,6 +186,20 @@ class GearmanAdminClient(GearmanConnectionManager):
         if not isinstance(reply, list):
             raise errors.ProtocolError(f"expected a list reply to {command!r}, got {reply!r}")
         return reply
+
+    def _parsed(self, command: str, server: Any,
+                parse: Callable[[str], Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """The reply to a list command, one dict per line; a malformed line raises
+        ProtocolError naming the server and the line."""
+        result = []
+        for line in self._lines(command, server):
+            try:
+                result.append(parse(line))
+            except ValueError as exc:
+                where = self._connection_for(server).address
+                raise errors.ProtocolError(f"malformed {command!r} line {line!r}: {exc}",
+                                           server=where) from None
+        return result
 
     @staticmethod
     def _ok_value(reply: str) -> str:
@@ -138,33 +218,24 @@ class GearmanAdminClient(GearmanConnectionManager):
     def get_status(self, server: Any = None) -> List[Dict[str, Any]]:
         """``status``: one dict per function: task, queued (gearmand's total: queued
         plus running, as in 2.x), running, workers."""
-        result = []
-        for line in self._lines("status", server):
-            fields = line.split("\t")
-            if len(fields) < 4:
-                raise errors.ProtocolError(f"malformed status line {line!r}")
-            result.append({"task": fields[0], "queued": _int(fields[1]),
-                           "running": _int(fields[2]), "workers": _int(fields[3])})
-        return result
+        return self._parsed("status", server, parse_status_line)
 
     def get_priority_status(self, server: Any = None) -> List[Dict[str, Any]]:
         """``prioritystatus`` (gearmand 1.1.15+): queued jobs per priority, and workers."""
-        result = []
-        for line in self._lines("prioritystatus", server):
-            fields = line.split("\t")
-            if len(fields) < 5:
-                raise errors.ProtocolError(f"malformed prioritystatus line {line!r}")
-            result.append({"task": fields[0], "high": _int(fields[1]),
-                           "normal": _int(fields[2]), "low": _int(fields[3]),
-                           "workers": _int(fields[4])})
-        return result
+        return self._parsed("prioritystatus", server, parse_priority_status_line)
 
     def get_version(self, server: Any = None) -> str:
         """The server's version, e.g. ``'1.1.20+ds'``."""
         return self._ok_value(self._ask("version", server=server))
 
     def get_pid(self, server: Any = None) -> int:
-        return _int(self._ok_value(self._ask("getpid", server=server)))
+        """The server's process id."""
+        reply = self._ok_value(self._ask("getpid", server=server))
+        try:
+            return _int(reply)
+        except ValueError as exc:
+            raise errors.ProtocolError(f"getpid: {exc}",
+                                       server=self._connection_for(server).address) from None
 
     def get_verbose(self, server: Any = None) -> str:
         """The server's log level, e.g. ``'INFO'``."""
@@ -173,27 +244,12 @@ class GearmanAdminClient(GearmanConnectionManager):
     def get_workers(self, server: Any = None) -> List[Dict[str, Any]]:
         """``workers``: every connection (clients and this one too), with its
         file_descriptor (int), ip, client_id (``'-'`` if unset) and tasks (tuple)."""
-        result = []
-        for line in self._lines("workers", server):
-            left, _, right = line.partition(" :")
-            fields = left.split(" ", 2)
-            if len(fields) < 3:
-                raise errors.ProtocolError(f"malformed workers line {line!r}")
-            result.append({"file_descriptor": _int(fields[0]), "ip": fields[1],
-                           "client_id": fields[2], "tasks": tuple(right.split())})
-        return result
+        return self._parsed("workers", server, parse_workers_line)
 
     def get_jobs(self, server: Any = None) -> List[Dict[str, Any]]:
         """``show jobs``: handle, retries (int), ignore_job (cancelled), job_queued
         (in the persistent queue).  2.x called the last three queued/canceled/enabled."""
-        result = []
-        for line in self._lines("show jobs", server):
-            fields = line.split("\t")
-            if len(fields) < 4:
-                raise errors.ProtocolError(f"malformed show jobs line {line!r}")
-            result.append({"handle": fields[0], "retries": _int(fields[1]),
-                           "ignore_job": fields[2] == "1", "job_queued": fields[3] == "1"})
-        return result
+        return self._parsed("show jobs", server, parse_jobs_line)
 
     def get_unique_jobs(self, server: Any = None) -> List[Dict[str, str]]:
         """``show unique jobs``: one ``{'unique': str}`` per job (empty for no unique)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from typing import Any, Deque, Optional
+from typing import Any, Deque, NoReturn, Optional
 
 from gearman.command_handler import GearmanCommandHandler
 from gearman.errors import InvalidAdminClientState
@@ -32,6 +32,8 @@ class AdminQuery:
 class GearmanAdminClientCommandHandler(GearmanCommandHandler):
     """Sends admin commands on one connection and matches replies in order."""
 
+    accepts_text = True
+
     def __init__(self, connection_manager: Any, connection: Any) -> None:
         super().__init__(connection_manager, connection)
         self._queries: Deque[AdminQuery] = collections.deque()
@@ -57,11 +59,17 @@ class GearmanAdminClientCommandHandler(GearmanCommandHandler):
                                           "asked for")
         return self._queries[0]
 
+    def _out_of_step(self, message: str) -> NoReturn:
+        """Fail the query in front with ``message`` and raise, so the connection
+        (whose later replies can no longer be matched) is dropped."""
+        error = InvalidAdminClientState(f"gearmand at {self.server} {message}")
+        self._finish(error=error)
+        raise error
+
     def recv_text_line(self, line: TextLine) -> None:
         query = self._front(f"text line {line.line[:60]!r}")
         if query.reader is None:
-            raise InvalidAdminClientState(f"gearmand at {self.server} sent text "
-                                          f"{line.line[:60]!r} where ECHO_RES was expected")
+            self._out_of_step(f"sent text {line.line[:60]!r} where ECHO_RES was expected")
         reply = query.reader.add(line)
         if reply is not None:
             self._finish(reply)
@@ -69,8 +77,8 @@ class GearmanAdminClientCommandHandler(GearmanCommandHandler):
     def recv_echo_res(self, data: bytes) -> None:
         query = self._front("ECHO_RES")
         if query.reader is not None:
-            raise InvalidAdminClientState(f"gearmand at {self.server} sent ECHO_RES where "
-                                          f"the reply to {query.command!r} was expected")
+            self._out_of_step(f"sent ECHO_RES where the reply to {query.command!r} was "
+                              "expected")
         self._finish(data)
 
     def recv_error(self, error_code: bytes, error_text: bytes) -> None:

@@ -214,12 +214,18 @@ def pack_header_and_body(command: Command, args: Tuple[bytes, ...], magic: bytes
 
 
 class TextLine:
-    """One line of the text admin protocol, without its CR LF."""
+    """One line of the text admin protocol, without its CR LF.
 
-    __slots__ = ("line",)
+    ``crlf`` says whether it ended in CR LF: gearmand ends ``OK``/``ERR`` lines so
+    and list lines with a bare LF, which tells an error from a list entry that
+    merely starts with "ERR " (a function or unique of that name).
+    """
 
-    def __init__(self, line: bytes) -> None:
+    __slots__ = ("line", "crlf")
+
+    def __init__(self, line: bytes, crlf: bool = False) -> None:
         self.line = line
+        self.crlf = crlf
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TextLine) and other.line == self.line
@@ -346,9 +352,10 @@ class PacketParser:
             return None
         line = bytes(buf[pos:newline])
         self._pos = self._scanned = newline + 1
-        if line.endswith(b"\r"):
+        crlf = line.endswith(b"\r")
+        if crlf:
             line = line[:-1]
-        return TextLine(line)
+        return TextLine(line, crlf)
 
 
 def pack_text(command: str, *args: Union[str, bytes]) -> bytes:
@@ -390,9 +397,10 @@ class AdminReplyReader:
 
     def add(self, line: TextLine) -> Optional[Union[str, List[str]]]:
         text = line.line.decode("utf-8", "replace")
-        if text.startswith("ERR ") or text == "ERR":
-            return text
         if not self.is_list:
+            return text
+        if line.crlf and (text.startswith("ERR ") or text == "ERR"):
+            return text
             return text
         if text == ".":
             return self._lines

@@ -97,8 +97,10 @@ def test_header_and_body_packing_matches_pack():
 
 def test_text_lines_and_packets_mix_in_order():
     wire = b"OK 1.1.20\n" + pack(Packet(Command.NOOP, (), RES)) + b"a\tb\r\n.\n"
-    assert parse_all(wire) == [TextLine(b"OK 1.1.20"), Packet(Command.NOOP, (), RES),
-                               TextLine(b"a\tb"), TextLine(b".")]
+    events = parse_all(wire)
+    assert events == [TextLine(b"OK 1.1.20"), Packet(Command.NOOP, (), RES),
+                      TextLine(b"a\tb"), TextLine(b".")]
+    assert [e.crlf for e in events if isinstance(e, TextLine)] == [False, True, False]
 
 
 def test_text_line_trickle_is_linear(monkeypatch):
@@ -201,8 +203,13 @@ def test_admin_reply_reader_list_single_and_err():
     assert reader.add(TextLine(b"f\t1\t0\t1")) is None
     assert reader.add(TextLine(b".")) == ["f\t1\t0\t1"]
     assert AdminReplyReader("version").add(TextLine(b"OK 1.1.20+ds")) == "OK 1.1.20+ds"
-    err = AdminReplyReader("workers").add(TextLine(b"ERR UNKNOWN_COMMAND Unknown+server+command"))
+    err = AdminReplyReader("workers").add(
+        TextLine(b"ERR UNKNOWN_COMMAND Unknown+server+command", crlf=True))
     assert err.startswith("ERR ")
+    # A list entry that merely starts with "ERR " (a function of that name) ends in LF.
+    reader = AdminReplyReader("status")
+    assert reader.add(TextLine(b"ERR fn\t1\t0\t1")) is None
+    assert reader.add(TextLine(b".")) == ["ERR fn\t1\t0\t1"]
     assert parse_err_line(err) == ("UNKNOWN_COMMAND", "Unknown server command")
 
 
