@@ -78,13 +78,26 @@ def demo(address: str) -> None:
                 print(f"  worker: {row['client_id']} can do {', '.join(row['tasks'])}")
     finally:
         admin.close()
-    cli = [sys.executable, "-m", "gearman", "--host", address, "status"]
-    if os.path.exists(os.path.join(os.path.dirname(gearman.__file__), "cli.py")):
-        print("$ python -m gearman --host", address, "status")
-        subprocess.run(cli, check=False)
+    cli_demo(address)
     worker.shutdown()
     thread.join(10)
     print("demo finished")
+
+
+def cli_demo(address: str) -> None:
+    """The same through the command line: a shell command as a worker, a submit, status."""
+    cli = [sys.executable, "-m", "gearman", "--host", address]
+    print(f"$ python -m gearman --host {address} work shout -- tr a-z A-Z &")
+    worker = subprocess.Popen(cli + ["work", "shout", "--", "tr", "a-z", "A-Z"])
+    try:
+        print(f"$ python -m gearman --host {address} submit shout 'hello from the cli'")
+        subprocess.run(cli + ["submit", "shout", "hello from the cli"], check=True, timeout=30)
+        print()
+        print(f"$ python -m gearman --host {address} status")
+        subprocess.run(cli + ["status"], check=True, timeout=30)
+    finally:
+        worker.terminate()
+        worker.wait(10)
 
 
 def main() -> int:

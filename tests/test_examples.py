@@ -148,3 +148,11 @@ def test_admin_1_single_host(workers):
     out = output_of("admin_1_single_host.py", workers.address)
     assert "version: 1.1" in out
     assert "'task': 'task_name'" in out and "'tasks': (" in out
+
+
+def test_the_main_demo_runs_end_to_end(gearmand):
+    out = output_of("demo.py", gearmand.address)
+    assert "reverse('hello gearman') -> b'namraeg olleh' (COMPLETE)" in out
+    assert "2000 jobs in one batch: 2000 results matched" in out
+    assert "HELLO FROM THE CLI" in out
+    assert out.rstrip().endswith("demo finished")
