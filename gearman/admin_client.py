@@ -159,6 +159,10 @@ class GearmanAdminClient(GearmanConnectionManager):
             raise errors.AdminCommandError(code, text, connection.address, command)
         return result
 
+    def _ask_text(self, command: str, *args: Any, server: Any = None) -> str:
+        """An admin command whose reply is one line of text."""
+        return str(self._ask(command, *args, server=server))
+
     def wait_until_server_responds(self, query: AdminQuery, deadline: Deadline) -> AdminQuery:
         """Poll until ``query`` is answered; raise InvalidAdminClientState at the deadline
         (and drop the connection, whose replies would now be out of step)."""
@@ -264,7 +268,7 @@ class GearmanAdminClient(GearmanConnectionManager):
         if any(ch in name for ch in b" \t\r\n"):
             raise ValueError(f"task {task!r} must not contain whitespace for maxqueue")
         if max_size is None:
-            sizes: Tuple[int, ...] = ()
+            sizes: Tuple[Any, ...] = ()
         elif isinstance(max_size, (list, tuple)):
             if len(max_size) != 3:
                 raise ValueError("max_size must be one int or (high, normal, low)")
@@ -274,27 +278,27 @@ class GearmanAdminClient(GearmanConnectionManager):
         for size in sizes:
             if isinstance(size, bool) or not isinstance(size, int):
                 raise TypeError(f"max_size values must be int, got {size!r}")
-        return self._ask("maxqueue", name, *(str(size) for size in sizes), server=server)
+        return self._ask_text("maxqueue", name, *(str(size) for size in sizes), server=server)
 
     def send_shutdown(self, graceful: bool = True, server: Any = None) -> str:
         """``shutdown [graceful]``.  gearmand 1.1.15 and later removed it and answer
         ERR UNKNOWN_COMMAND, which is raised."""
         if graceful:
-            return self._ask("shutdown", "graceful", server=server)
-        return self._ask("shutdown", server=server)
+            return self._ask_text("shutdown", "graceful", server=server)
+        return self._ask_text("shutdown", server=server)
 
     def cancel_job(self, handle: Any, server: Any = None) -> str:
         """``cancel job HANDLE``; an unknown handle raises (ERR UNKNOWN_JOB)."""
         raw = check_name(handle, "handle")
-        return self._ask("cancel job", raw, server=server)
+        return self._ask_text("cancel job", raw, server=server)
 
     def create_function(self, task: Any, server: Any = None) -> str:
         """``create function F``."""
-        return self._ask("create function", check_name(task, "task"), server=server)
+        return self._ask_text("create function", check_name(task, "task"), server=server)
 
     def drop_function(self, task: Any, server: Any = None) -> str:
         """``drop function F``: only for functions with no workers and no jobs."""
-        return self._ask("drop function", check_name(task, "task"), server=server)
+        return self._ask_text("drop function", check_name(task, "task"), server=server)
 
     def ask_all_servers(self, method: str, *args: Any, **kwargs: Any
                         ) -> List[Tuple[str, Any]]:

@@ -385,7 +385,7 @@ class CommandWorker(GearmanWorker):
         if proc.stderr:
             sys.stderr.buffer.write(proc.stderr)
             sys.stderr.flush()
-        return proc.stdout
+        return bytes(proc.stdout)
 
     def fail(self, job: Any, text: str) -> None:
         self.log.info("job %s (%s) failed: %s", job.handle, job.task, text)

@@ -40,11 +40,11 @@ def resolve_timeout(poll_timeout: Optional[float], timeout: Optional[float],
 
 
 def _accepted(request: Any) -> bool:
-    return request.state != JOB_PENDING
+    return bool(request.state != JOB_PENDING)
 
 
 def _finished(request: Any) -> bool:
-    return request.state == JOB_UNKNOWN or request.finished
+    return bool(request.state == JOB_UNKNOWN or request.finished)
 
 
 class GearmanClient(GearmanConnectionManager):
@@ -57,7 +57,8 @@ class GearmanClient(GearmanConnectionManager):
 
     command_handler_class = GearmanClientCommandHandler
 
-    def __init__(self, host_list: Any = None, random_unique_bytes: int = 16, **options: Any) -> None:
+    def __init__(self, host_list: Any = None, random_unique_bytes: int = 16,
+                 **options: Any) -> None:
         super().__init__(host_list, **options)
         self.random_unique_bytes = random_unique_bytes
         self._rng = random.Random()
@@ -241,7 +242,7 @@ class GearmanClient(GearmanConnectionManager):
             return connection is None or not connection.connected
         if request.state == JOB_CREATED and not request.background:
             return not live
-        return request.state == JOB_UNKNOWN or request.connection_failed
+        return bool(request.state == JOB_UNKNOWN or request.connection_failed)
 
     def _connection_order(self, unique: Optional[str]) -> List[Any]:
         """Servers for a unique id: a stable hash picks the first, the rest follow in order."""
@@ -454,7 +455,7 @@ class GearmanClient(GearmanConnectionManager):
         result = self._query(connection, StatusQuery(to_bytes(data, "data")), "send_echo",
                              deadline)
         assert result is not None
-        return result["data"]
+        return bytes(result["data"])
 
     def _wait_queries(self, queries: List[StatusQuery], deadline: Deadline) -> List[StatusQuery]:
         """Poll until every query is answered; returns those that were not."""

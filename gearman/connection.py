@@ -10,7 +10,7 @@ import collections
 import logging
 import socket
 import ssl
-from typing import Any, Deque, Iterator, Optional, Tuple, Union
+from typing import Deque, Iterator, Optional, Tuple, Union
 
 from gearman import errors
 from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_GEARMAN_PORT, DEFAULT_MAX_PACKET_SIZE

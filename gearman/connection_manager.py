@@ -10,7 +10,7 @@ import logging
 import selectors
 import socket
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, TypeVar
 
 from gearman import errors
 from gearman.command_handler import GearmanCommandHandler
@@ -21,6 +21,7 @@ from gearman.job import GearmanJob, GearmanJobRequest
 from gearman.util import Backoff, Deadline, HostAddress, parse_host_list
 
 log = logging.getLogger(__name__)
+_Manager = TypeVar("_Manager", bound="GearmanConnectionManager")
 
 EVENT_READ, EVENT_WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
@@ -53,7 +54,7 @@ class GearmanConnectionManager:
         self.max_packet_size = max_packet_size
         self.trace = trace
         self.connection_list: List[Any] = []
-        self._handlers: Dict[Any, GearmanCommandHandler] = {}
+        self._handlers: Dict[Any, Any] = {}  # connection -> its command handler
         self._interest: Dict[Any, int] = {}
         self._failures: Dict[Any, int] = {}
         self._errors: Dict[Any, BaseException] = {}  # why a connection is being dropped
@@ -308,7 +309,7 @@ class GearmanConnectionManager:
         self._wake_r.close()
         self._wake_w.close()
 
-    def __enter__(self) -> "GearmanConnectionManager":
+    def __enter__(self: _Manager) -> _Manager:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

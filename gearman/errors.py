@@ -12,7 +12,7 @@ class GearmanError(Exception):
     """Base class for every error the library raises on purpose."""
 
 
-class ConnectionError(GearmanError):  # noqa: A001 (name fixed by the 2.x API)
+class ConnectionError(GearmanError):
     """A socket-level failure talking to one server."""
 
     def __init__(self, host: str = "", port: int = 0, reason: str = "") -> None:

@@ -154,7 +154,7 @@ class Packet:
         self.magic = magic
 
     @classmethod
-    def make(cls, command: Command, magic: bytes = REQ, **args: bytes) -> "Packet":
+    def make(cls, command: Command, magic: bytes = REQ, **args: bytes) -> Packet:
         """Build a packet from named arguments, checking names, types and NULs."""
         names = ARGS[command]
         if set(args) != set(names):
@@ -264,7 +264,7 @@ class PacketParser:
         """Bytes received but not yet returned as events."""
         return len(self._buf) - self._pos
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Add received bytes; compacts the buffer once per call."""
         if self._pos:
             del self._buf[:self._pos]

@@ -315,7 +315,9 @@ def make_test_certificates(directory: str, hostname: str = "localhost") -> Dict[
         _openssl("x509", "-req", "-in", f"{role}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
                  "-set_serial", str(random.getrandbits(63)), "-days", "2", "-sha256",
                  "-extfile", conf, "-extensions", role, "-out", f"{role}.pem", cwd=directory)
-    path = lambda name: os.path.join(directory, name)  # noqa: E731
+    def path(name: str) -> str:
+        return os.path.join(directory, name)
+
     return {"ca_cert": path("ca.pem"), "server_cert": path("server.pem"),
             "server_key": path("server.key"), "client_cert": path("client.pem"),
             "client_key": path("client.key")}

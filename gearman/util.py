@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from gearman.constants import DEFAULT_GEARMAN_PORT
 
@@ -96,11 +96,12 @@ def parse_host(entry: HostSpec) -> HostAddress:
                            DEFAULT_GEARMAN_PORT)
     if text.count(":") > 1:  # a bare IPv6 literal
         return HostAddress(_host(text, entry))
-    host, sep, port = text.partition(":")
-    return HostAddress(_host(host, entry), _port(port, entry) if sep else DEFAULT_GEARMAN_PORT)
+    host, sep, port_text = text.partition(":")
+    return HostAddress(_host(host, entry),
+                       _port(port_text, entry) if sep else DEFAULT_GEARMAN_PORT)
 
 
-def parse_host_list(host_list: Any) -> list:
+def parse_host_list(host_list: Any) -> List[HostAddress]:
     """Parse a whole ``host_list``; a single string is taken as one host."""
     if host_list is None:
         return []

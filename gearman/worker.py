@@ -10,7 +10,7 @@ import inspect
 import sys
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from gearman import errors
 from gearman.connection_manager import GearmanConnectionManager
@@ -55,7 +55,7 @@ class GearmanWorker(GearmanConnectionManager):
         self._pass_worker: Dict[str, bool] = {}
         self._jobs: Deque[Tuple[Any, Any]] = collections.deque()
         self._current_job: Any = None
-        self._finished_handles: set = set()
+        self._finished_handles: Set[Tuple[int, str]] = set()
         self._stop_requested = False
         self._working = False
         self._last_grabbed: Any = None  # the next GRAB looks at the servers after it
@@ -404,7 +404,7 @@ class GearmanWorker(GearmanConnectionManager):
         if not waits or not any(h.may_have_work and not h.grab_outstanding
                                 for h in self._live_handlers()):
             return None
-        return max(0.0, min(waits))
+        return max(0.0, float(min(waits)))
 
     def _run_next_job(self) -> None:
         handler, job = self._jobs.popleft()

@@ -196,12 +196,12 @@ def upper(job: Any) -> bytes:
 # The README's spelling is kept: %-formatting and super(Class, self).
 def check_request_status(job_request: Any) -> None:
     if job_request.complete:
-        print("Job %s finished!  Result: %s - %s" % (  # noqa: UP031
+        print("Job %s finished!  Result: %s - %s" % (
             job_request.job.unique, job_request.state, job_request.result))
     elif job_request.timed_out:
-        print("Job %s timed out!" % job_request.unique)  # noqa: UP031
+        print("Job %s timed out!" % job_request.unique)
     elif job_request.connection_failed:
-        print("Job %s connection failed!" % job_request.unique)  # noqa: UP031
+        print("Job %s connection failed!" % job_request.unique)
 
 
 def test_readme_example_1_single_job_blocking(gearmand: GearmandProcess, workers: Workers,
