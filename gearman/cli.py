@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
 from gearman import errors
 from gearman.admin_client import GearmanAdminClient
 from gearman.client import GearmanClient
-from gearman.constants import (DEFAULT_CONNECT_TIMEOUT, JOB_COMPLETE, PRIORITY_HIGH,
+from gearman.constants import (DEFAULT_CONNECT_TIMEOUT, JOB_COMPLETE, JOB_FAILED, PRIORITY_HIGH,
                                PRIORITY_LOW, PRIORITY_NONE)
 from gearman.util import parse_host
 from gearman.version import __version__
@@ -284,7 +284,74 @@ def read_payload(data: Optional[str]) -> bytes:
     return os.fsencode(data)
 
 
+class Progress:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, total: int, what: str, stream: Any = None) -> None:
+        self.total, self.what = total, what
+        self.stream = stream or sys.stderr
+        self.enabled = bool(total) and self.stream.isatty()
+        self._last = -1.0
+
+    def update(self, done: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self._last < 0.1):
+            return
+        self._last = now
+        width = 30
+        filled = width * done // self.total
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] "
+                          f"{done}/{self.total} {self.what}")
+        self.stream.flush()
+
+    def close(self, done: int) -> None:
+        if self.enabled:
+            self.update(done, force=True)
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def submit_lines(args: argparse.Namespace) -> int:
+    """``submit FUNCTION --lines FILE``: one job per line, results in order, one per
+    line; a progress bar on a terminal, none when stderr is piped."""
+    source = sys.stdin.buffer if args.lines == "-" else open(args.lines, "rb")
+    with source:
+        payloads = [line.rstrip(b"\r\n") for line in source]
+    jobs = [{"task": args.function, "data": payload, "priority": PRIORITIES[args.priority]}
+            for payload in payloads]
+    progress = Progress(len(jobs), "jobs")
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    with GearmanClient(args.servers) as client:
+        requests = client.submit_multiple_jobs(jobs, background=args.background,
+                                               wait_until_complete=False,
+                                               poll_timeout=args.timeout)
+        pending = [r for r in requests if not (r.complete or r.connection_failed)]
+        while pending and (deadline is None or time.monotonic() < deadline):
+            progress.update(len(requests) - len(pending))
+            client.wait_until_jobs_completed(pending, poll_timeout=0.1)
+            pending = [r for r in pending if not (r.complete or r.connection_failed)]
+        progress.close(len(requests) - len(pending))
+        failures = 0
+        out = sys.stdout.buffer
+        for index, request in enumerate(requests, 1):
+            ok = request.complete and request.state != JOB_FAILED
+            if ok and args.background:
+                out.write(f"{request.job.handle}\n".encode())
+            elif ok:
+                out.write((request.result or b"").rstrip(b"\n") + b"\n")
+            else:
+                failures += 1
+                out.write(b"\n")
+                report(f"line {index}: job failed: {failure_text(request).rstrip()}")
+        out.flush()
+    return EXIT_FAILED if failures else EXIT_OK
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
+    if args.lines is not None:
+        if args.data is not None or args.unique is not None:
+            raise CliError("--lines takes the payloads from a file; give no DATA or --unique")
+        return submit_lines(args)
     payload = read_payload(args.data)
     with GearmanClient(args.servers) as client:
         request = client.submit_job(args.function, payload, unique=args.unique,
@@ -499,6 +566,9 @@ def build_parser() -> Parser:
     sub.add_argument("--priority", choices=sorted(PRIORITIES), default="normal")
     sub.add_argument("--unique", "-u", metavar="U",
                      help="unique id: jobs with equal ids run once (63 bytes at most)")
+    sub.add_argument("--lines", metavar="FILE",
+                     help="one job per line of FILE ('-': stdin); prints the results in "
+                          "order, one per line, with a progress bar on a terminal")
 
     sub = command("work", cmd_work, "Do jobs for FUNCTION by running COMMAND once per job "
                   "(payload on stdin, stdout is the result; a non-zero exit fails the job "

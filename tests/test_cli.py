@@ -299,6 +299,60 @@ def test_a_failing_command_fails_the_job_with_its_stderr(gearmand, spawn):
     assert summary["state"] == "FAILED" and summary["warnings"] == ["disk on fire"]
 
 
+def reverse_worker(address: str) -> Any:
+    worker = GearmanWorker([address])
+    worker.register_task("rev", lambda job: job.data[::-1])
+    thread = threading.Thread(target=worker.work, kwargs={"poll_timeout": 0.5}, daemon=True)
+    thread.start()
+    return worker, thread
+
+
+@pytest.mark.gearmand
+def test_submit_lines_prints_results_in_order_and_no_progress_when_piped(gearmand):
+    worker, thread = reverse_worker(gearmand.address)
+    try:
+        lines = b"".join(b"line %d\n" % i for i in range(500))
+        proc = cli("--host", gearmand.address, "submit", "rev", "--lines", "-", input=lines)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines() == [(b"line %d" % i)[::-1] for i in range(500)]
+        assert proc.stderr == ""  # stderr is a pipe: no progress bar
+    finally:
+        worker.shutdown()
+        thread.join(5)
+
+
+@pytest.mark.gearmand
+def test_submit_lines_shows_a_progress_bar_on_a_terminal(gearmand, tmp_path):
+    import pty
+
+    worker, thread = reverse_worker(gearmand.address)
+    source = tmp_path / "jobs.txt"
+    source.write_bytes(b"".join(b"job %d\n" % i for i in range(2000)))
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "gearman", "--host", gearmand.address,
+                               "submit", "rev", "--lines", str(source)],
+                              stdout=subprocess.PIPE, stderr=slave, env=cli_env(),
+                              timeout=WAIT)
+        os.close(slave)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        assert proc.returncode == 0
+        assert len(proc.stdout.splitlines()) == 2000
+        assert b"2000/2000 jobs" in drawn and b"[" in drawn
+    finally:
+        os.close(master)
+        worker.shutdown()
+        thread.join(5)
+
+
 @pytest.mark.gearmand
 def test_submit_times_out_with_one_line(gearmand):
     started = time.monotonic()
