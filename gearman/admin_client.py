@@ -96,11 +96,10 @@ class GearmanAdminClient(GearmanConnectionManager):
         if poll_timeout is not None and (isinstance(poll_timeout, bool) or poll_timeout < 0):
             raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
         self.poll_timeout = poll_timeout
-        self._answered: List[AdminQuery] = []
         self._connect_errors: Dict[Any, BaseException] = {}
 
     def note_status(self, query: AdminQuery) -> None:
-        self._answered.append(query)
+        """Handlers report each answered query; a wait checks its own ``query.done``."""
 
     def _note_failure(self, connection: Any, exc: BaseException) -> None:
         # Kept so a failed admin call can say why (refused, timed out, TLS...).
@@ -166,7 +165,6 @@ class GearmanAdminClient(GearmanConnectionManager):
     def wait_until_server_responds(self, query: AdminQuery, deadline: Deadline) -> AdminQuery:
         """Poll until ``query`` is answered; raise InvalidAdminClientState at the deadline
         (and drop the connection, whose replies would now be out of step)."""
-        self._answered = []
 
         def keep_polling(any_activity: bool) -> bool:
             return not query.done
