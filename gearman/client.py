@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import random
+import sys
 import zlib
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
@@ -143,7 +144,8 @@ class GearmanClient(GearmanConnectionManager):
             raise ValueError(f"{where} has unknown keys {sorted(unknown)}")
         if "task" not in job_info or "data" not in job_info:
             raise ValueError(f"{where} needs both 'task' and 'data'")
-        task = to_text(check_name(job_info["task"], "task"))
+        # Interned: 100,000 jobs of one task share one str, not 100,000 copies (5 MiB).
+        task = sys.intern(to_text(check_name(job_info["task"], "task")))
         priority = job_info.get("priority", PRIORITY_NONE)
         if priority not in PRIORITIES:
             raise ValueError("priority must be PRIORITY_NONE, PRIORITY_LOW or PRIORITY_HIGH, "

@@ -24,6 +24,8 @@ _RECV_SIZE = 256 * 1024
 _FIELD_HEADROOM = 4096
 #: Payloads at least this big are queued by reference, never copied.
 _BY_REFERENCE = 32 * 1024
+#: Small packets queued beyond this are handed to the kernel at once (see send_command).
+_EARLY_FLUSH = 256 * 1024
 
 Chunk = Union[bytes, bytearray, memoryview]
 
@@ -52,6 +54,7 @@ class GearmanConnection:
         self._sock: Optional[socket.socket] = None
         self._out: Deque[Chunk] = collections.deque()
         self._out_size = 0
+        self._flush_at = _EARLY_FLUSH
         # recv_into one reused buffer: recv(256 KiB) would mmap, mremap and munmap
         # a fresh 256 KiB object on every read (three system calls per packet).
         self._inbuf = memoryview(bytearray(_RECV_SIZE))
@@ -143,6 +146,18 @@ class GearmanConnection:
         self._queue(header)
         if payload:
             self._queue(payload)
+        if self._out_size >= self._flush_at and len(payload) < _BY_REFERENCE:
+            self._flush_early()
+
+    def _flush_early(self) -> None:
+        """A batch of 100,000 small jobs would otherwise pile up here (6 MiB and
+        more) before the first byte leaves; sending as we go keeps the buffer small
+        and lets the server start.  At most one try per _EARLY_FLUSH bytes queued."""
+        try:
+            self.flush()
+        except errors.ConnectionError:
+            pass  # the poll loop's flush meets the error again and drops the connection
+        self._flush_at = self._out_size + _EARLY_FLUSH
 
     def send_text(self, line: bytes) -> None:
         """Queue one admin text command line."""
@@ -195,6 +210,7 @@ class GearmanConnection:
             else:
                 out[0] = memoryview(chunk)[sent:]
                 return
+        self._flush_at = _EARLY_FLUSH  # drained: the next batch flushes early again
 
     # -- receiving --------------------------------------------------------
     def read(self) -> Iterator[Event]:

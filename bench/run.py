@@ -1,0 +1,784 @@
+"""Benchmark this library against pygearman and gear on the same gearmand.
+
+Usage (from the repository root; ``sh bench/run`` sets up bench/.venv first)::
+
+    python bench/run.py [--quick] [--scenarios a,b] [--libs a,b] [--repeat N] [--profile]
+
+Every cell (library x scenario x repetition) runs in a fresh process against a
+fresh gearmand (``--threads=1``, 127.0.0.1, a free port) with fresh common
+workers, and libraries take turns in a rotating order, so drift of the machine
+hits all of them alike.  Results go to bench/results/: latest.md (tables),
+latest.json (raw numbers), scaling.png (the scaling series).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import re
+import select
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, IO, Iterator, List, Optional, Sequence, Tuple
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+RESULTS = os.path.join(BENCH, "results")
+VENV = os.path.join(BENCH, ".venv")
+PEERS = os.path.join(VENV, "peers")
+CELL = os.path.join(BENCH, "cell.py")
+FAST_WORKER = os.path.join(BENCH, "fast_worker.py")
+LIBS = ("gearman", "pygearman", "gear")
+BASELINE = "pygearman"
+MIB = 1024 * 1024
+
+sys.path.insert(0, ROOT)
+from gearman.testing import GearmandProcess  # noqa: E402  (the working tree's copy)
+
+
+# ---------------------------------------------------------------- scenarios
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    kind: str  # "client", "worker" or "idle"
+    mode: str = "batch"  # client: sequential / batch / background
+    jobs: int = 0
+    size: int = 0  # payload bytes; 0 = small distinct payloads
+    fast_workers: int = 2  # common workers behind a client scenario
+    lib_workers: int = 1  # the library's own workers in a worker scenario
+    group: str = ""
+
+    def quick(self) -> Scenario:
+        """The same scenario with a tenth of the jobs, for development runs."""
+        return dataclasses.replace(self, jobs=max(self.jobs // 10, 20))
+
+
+SCENARIOS = [
+    Scenario("sequential", "sequential blocking round trips", "client", "sequential", 2000,
+             fast_workers=1),
+    Scenario("batch", "one batch of 20,000 small foreground jobs", "client", "batch", 20000),
+    Scenario("background", "20,000 background submissions until accepted", "client",
+             "background", 20000, fast_workers=0),
+    Scenario("payload", "200 jobs of 1 MiB echoed, one batch", "client", "batch", 200,
+             size=MIB),
+    Scenario("payload-window", "200 jobs of 1 MiB echoed, 10 at a time", "client", "windows",
+             200, size=MIB),
+    Scenario("scaling-1k", "1,000 jobs in one batch", "client", "batch", 1000, group="scaling"),
+    Scenario("scaling-10k", "10,000 jobs in one batch", "client", "batch", 10000,
+             group="scaling"),
+    Scenario("scaling-50k", "50,000 jobs in one batch", "client", "batch", 50000,
+             group="scaling"),
+    Scenario("scaling-100k", "100,000 jobs in one batch", "client", "batch", 100000,
+             group="scaling"),
+    Scenario("worker-1", "20,000 queued jobs drained by 1 worker", "worker", jobs=20000,
+             lib_workers=1, group="worker"),
+    Scenario("worker-2", "20,000 queued jobs drained by 2 workers", "worker", jobs=20000,
+             lib_workers=2, group="worker"),
+    Scenario("idle", "CPU of a waiting client and a waiting worker", "idle"),
+]
+
+#: Seconds the idle scenario measures (after one second of settling).
+IDLE_WINDOW = 5.0
+
+
+def select_scenarios(spec: Optional[str], quick: bool) -> List[Scenario]:
+    chosen = SCENARIOS
+    if spec:
+        wanted = {part.strip() for part in spec.split(",") if part.strip()}
+        known = {s.name for s in SCENARIOS} | {s.group for s in SCENARIOS if s.group}
+        unknown = wanted - known
+        if unknown:
+            raise SystemExit(f"unknown scenarios {sorted(unknown)}; choose from {sorted(known)}")
+        chosen = [s for s in SCENARIOS if s.name in wanted or s.group in wanted]
+    return [s.quick() if quick and s.jobs else s for s in chosen]
+
+
+# ---------------------------------------------------------------- processes
+class Gearmand(GearmandProcess):
+    """GearmandProcess that logs errors only: at INFO gearmand writes a line per job."""
+
+    def _popen(self, args: List[str], output: str) -> None:
+        super()._popen([("--verbose=ERROR" if a == "--verbose=INFO" else a) for a in args],
+                       output)
+
+
+def python() -> str:
+    """The interpreter of bench/.venv if it exists (peers are installed there)."""
+    candidate = os.path.join(VENV, "bin", "python")
+    return candidate if os.path.exists(candidate) else sys.executable
+
+
+def lib_env(lib: str) -> Dict[str, str]:
+    """Environment for a process using ``lib``: pygearman and this project are both
+    the package ``gearman``, so each gets only its own copy on the path."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    env["PYTHONPATH"] = os.path.join(PEERS, "pygearman") if lib == "pygearman" else ROOT
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
+def spawn(args: List[str], lib: str, log: IO[bytes]) -> subprocess.Popen:
+    return subprocess.Popen([python(), *args], env=lib_env(lib), cwd=BENCH,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+
+
+def read_line(proc: subprocess.Popen, timeout: float) -> str:
+    """One line of a child's stdout within ``timeout`` seconds ('' if none)."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline().decode().strip() if ready else ""
+
+
+def stop(procs: Sequence[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+    for proc in procs:
+        proc.wait()
+
+
+def peak_rss_of(pid: int) -> int:
+    """VmHWM (peak RSS) of a live process, in KiB."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """User + system CPU of a live process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Admin:
+    """A persistent admin-protocol connection, for polling ``status`` cheaply."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+
+    def status(self) -> Dict[str, Tuple[int, int, int]]:
+        """{task: (queued incl. running, running, workers)}."""
+        self.sock.sendall(b"status\n")
+        while not (self.buf.startswith(b".\n") or b"\n.\n" in self.buf):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("gearmand closed the admin connection")
+            self.buf += chunk
+        end = 2 if self.buf.startswith(b".\n") else self.buf.index(b"\n.\n") + 3
+        reply, self.buf = self.buf[:end], self.buf[end:]
+        table = {}
+        for line in reply.decode().splitlines():
+            parts = line.split("\t")
+            if len(parts) == 4:
+                table[parts[0]] = (int(parts[1]), int(parts[2]), int(parts[3]))
+        return table
+
+    def wait_for(self, task: str, predicate: Any, timeout: float, interval: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self.status().get(task, (0, 0, 0))):
+                return True
+            time.sleep(interval)
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# ---------------------------------------------------------------- one cell
+class Cell:
+    """Runs one (scenario, library, repetition) and returns its measurement dict."""
+
+    def __init__(self, scenario: Scenario, lib: str, rep: int, logdir: str,
+                 profile_dir: Optional[str], timeout: float) -> None:
+        self.scenario, self.lib, self.rep = scenario, lib, rep
+        self.log_path = os.path.join(logdir, f"{scenario.name}-{lib}-{rep}.log")
+        self.profile_dir = profile_dir
+        self.timeout = timeout
+
+    def run(self) -> Dict[str, Any]:
+        result: Dict[str, Any] = {"scenario": self.scenario.name, "lib": self.lib,
+                                  "rep": self.rep}
+        server = Gearmand(threads=1)
+        procs: List[subprocess.Popen] = []
+        with open(self.log_path, "ab") as log:
+            try:
+                server.start()
+                kind = self.scenario.kind
+                measure = {"client": self._client, "worker": self._worker,
+                           "idle": self._idle}[kind]
+                result.update(measure(server, procs, log))
+            except Exception as exc:
+                result.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+            finally:
+                stop(procs)
+                server.stop()
+        if not result.get("ok"):
+            with open(self.log_path, "rb") as fh:
+                result["log_tail"] = fh.read()[-1500:].decode("utf-8", "replace")
+        return result
+
+    def _fast_workers(self, server: Gearmand, procs: List[subprocess.Popen],
+                      log: IO[bytes], count: int) -> None:
+        for _ in range(count):
+            procs.append(spawn([FAST_WORKER, server.address, "echo"], "gearman", log))
+        if count:
+            admin = Admin(server.port)
+            try:
+                if not admin.wait_for("echo", lambda row: row[2] >= count, 20, 0.02):
+                    raise RuntimeError(f"the {count} common workers did not register")
+            finally:
+                admin.close()
+
+    def _client(self, server: Gearmand, procs: List[subprocess.Popen],
+                log: IO[bytes]) -> Dict[str, Any]:
+        sc = self.scenario
+        self._fast_workers(server, procs, log, sc.fast_workers)
+        args = [CELL, "--lib", self.lib, "--address", server.address, "--task", "echo",
+                "--mode", sc.mode, "--jobs", str(sc.jobs), "--size", str(sc.size)]
+        if self.profile_dir and self.lib == "gearman":
+            args += ["--profile", os.path.join(self.profile_dir, f"{sc.name}-{self.rep}.prof")]
+        proc = subprocess.run([python(), *args], env=lib_env(self.lib), cwd=BENCH,
+                              stdout=subprocess.PIPE, stderr=log, timeout=self.timeout,
+                              stdin=subprocess.DEVNULL)
+        lines = proc.stdout.decode().strip().splitlines()
+        if not lines:
+            raise RuntimeError(f"cell printed nothing (exit status {proc.returncode})")
+        data = json.loads(lines[-1])
+        if data.get("ok"):
+            data["jobs_per_s"] = sc.jobs / data["elapsed"]
+        return data
+
+    def _worker(self, server: Gearmand, procs: List[subprocess.Popen],
+                log: IO[bytes]) -> Dict[str, Any]:
+        sc = self.scenario
+        prequeue(server.address, "drain", sc.jobs)
+        admin = Admin(server.port)
+        try:
+            if not admin.wait_for("drain", lambda row: row[0] == sc.jobs, 30, 0.02):
+                raise RuntimeError(f"gearmand does not show {sc.jobs} queued jobs")
+            workers = [spawn([CELL, "--role", "worker", "--lib", self.lib, "--address",
+                              server.address, "--task", "drain"], self.lib, log)
+                       for _ in range(sc.lib_workers)]
+            procs.extend(workers)
+            for worker in workers:
+                if read_line(worker, 30) != "ready":
+                    raise RuntimeError(f"{self.lib} worker did not get ready")
+            cpu_before = sum(cpu_seconds_of(w.pid) for w in workers)
+            started = time.perf_counter()
+            for worker in workers:
+                assert worker.stdin is not None
+                worker.stdin.write(b"go\n")
+                worker.stdin.flush()
+            if not admin.wait_for("drain", lambda row: row[0] == 0, self.timeout, 0.005):
+                left = admin.status().get("drain", (0, 0, 0))[0]
+                raise RuntimeError(f"{left} of {sc.jobs} jobs still queued after "
+                                   f"{self.timeout:.0f}s")
+            elapsed = time.perf_counter() - started
+            cpu = sum(cpu_seconds_of(w.pid) for w in workers) - cpu_before
+            rss = max(peak_rss_of(w.pid) for w in workers)
+        finally:
+            admin.close()
+        return {"ok": True, "elapsed": elapsed, "cpu_s": cpu, "jobs": sc.jobs,
+                "jobs_per_s": sc.jobs / elapsed, "peak_rss_kib": rss}
+
+    def _idle(self, server: Gearmand, procs: List[subprocess.Popen],
+              log: IO[bytes]) -> Dict[str, Any]:
+        client = spawn([CELL, "--role", "idle", "--lib", self.lib, "--address", server.address,
+                        "--task", "nobody-runs-this"], self.lib, log)
+        worker = spawn([CELL, "--role", "worker", "--lib", self.lib, "--address",
+                        server.address, "--task", "nothing-queued"], self.lib, log)
+        procs.extend([client, worker])
+        if read_line(client, 30) != "waiting" or read_line(worker, 30) != "ready":
+            raise RuntimeError(f"{self.lib} idle client or worker did not start")
+        assert worker.stdin is not None
+        worker.stdin.write(b"go\n")
+        worker.stdin.flush()
+        time.sleep(1.0)  # let both settle into their waits
+        before = {p.pid: cpu_seconds_of(p.pid) for p in (client, worker)}
+        started = time.monotonic()
+        time.sleep(IDLE_WINDOW)
+        window = time.monotonic() - started
+        used = {p.pid: cpu_seconds_of(p.pid) - before[p.pid] for p in (client, worker)}
+        if client.poll() is not None or worker.poll() is not None:
+            raise RuntimeError(f"{self.lib} idle client or worker exited while waiting")
+        return {"ok": True, "client_cpu_pct": 100 * used[client.pid] / window,
+                "worker_cpu_pct": 100 * used[worker.pid] / window, "window_s": window,
+                "peak_rss_kib": max(peak_rss_of(client.pid), peak_rss_of(worker.pid))}
+
+
+def prequeue(address: str, task: str, count: int) -> None:
+    """Queue ``count`` background jobs with this library (not measured)."""
+    import gearman
+    with gearman.GearmanClient([address]) as client:
+        jobs = [{"task": task, "data": b"job-%07d" % i} for i in range(count)]
+        requests = client.submit_multiple_jobs(jobs, background=True, wait_until_complete=False,
+                                               poll_timeout=120)
+        accepted = sum(1 for r in requests if r.job.handle)
+        if accepted != count:
+            raise RuntimeError(f"only {accepted} of {count} jobs were queued")
+
+
+# ---------------------------------------------------------------- the run
+def plan(scenarios: Sequence[Scenario], libs: Sequence[str],
+         repeat: int) -> Iterator[Tuple[Scenario, str, int]]:
+    """Repetitions outermost; within one, libraries take turns in a rotating order."""
+    for rep in range(repeat):
+        for index, scenario in enumerate(scenarios):
+            shift = (rep + index) % len(libs)
+            for lib in list(libs[shift:]) + list(libs[:shift]):
+                yield scenario, lib, rep
+
+
+def describe_cell(result: Dict[str, Any]) -> str:
+    if not result.get("ok"):
+        return f"FAILED: {result.get('error')}"
+    if "client_cpu_pct" in result:
+        return (f"client {result['client_cpu_pct']:.2f}% / worker "
+                f"{result['worker_cpu_pct']:.2f}% of a core")
+    cpu = result.get("cpu_s")
+    per_job = f"  CPU {cpu / result['jobs'] * 1e6:6.1f} µs/job" if cpu is not None else ""
+    return (f"{result['jobs_per_s']:>10,.0f} jobs/s  {result['elapsed']:7.2f}s  "
+            f"peak RSS {result['peak_rss_kib'] / 1024:6.1f} MiB{per_job}")
+
+
+def run_all(scenarios: Sequence[Scenario], libs: Sequence[str], repeat: int,
+            profile: bool, timeout: float) -> List[Dict[str, Any]]:
+    logdir = tempfile.mkdtemp(prefix="gearman-bench-")
+    profile_dir = None
+    if profile:
+        profile_dir = os.path.join(RESULTS, "profiles")
+        os.makedirs(profile_dir, exist_ok=True)
+    cells = list(plan(scenarios, libs, repeat))
+    results = []
+    print(f"{len(cells)} cells; logs in {logdir}", flush=True)
+    for number, (scenario, lib, rep) in enumerate(cells, 1):
+        started = time.monotonic()
+        result = Cell(scenario, lib, rep, logdir, profile_dir, timeout).run()
+        result["wall_s"] = time.monotonic() - started
+        results.append(result)
+        print(f"[{number:3d}/{len(cells)}] {scenario.name:<14} {lib:<10} rep {rep + 1}: "
+              f"{describe_cell(result)}", flush=True)
+    return results
+
+
+# ---------------------------------------------------------------- environment facts
+def machine() -> Dict[str, Any]:
+    cpu = "?"
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as fh:
+        mem_kib = int(fh.readline().split()[1])
+    gearmand = subprocess.run([_gearmand_path(), "--version"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT).stdout.decode().split()
+    commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode()
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "commit": commit.strip() or "?",
+            "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 1024 / 1024, 1),
+            "os": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(),
+            "gearmand": gearmand[1] if len(gearmand) > 1 else "?",
+            "load_before": os.getloadavg()}
+
+
+def _gearmand_path() -> str:
+    from gearman.testing import find_gearmand
+    return find_gearmand()
+
+
+def versions() -> Dict[str, str]:
+    """Versions of the three libraries as the cells import them."""
+    found = {}
+    code = {"gearman": "import gearman; print(gearman.__version__)",
+            "pygearman": "import importlib.metadata as m; print(m.version('pygearman'))",
+            "gear": "import importlib.metadata as m; print(m.version('gear'))"}
+    for lib, snippet in code.items():
+        proc = subprocess.run([python(), "-c", snippet], env=lib_env(lib), cwd=BENCH,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        found[lib] = proc.stdout.decode().strip() or "not installed"
+    return found
+
+
+# ---------------------------------------------------------------- report
+def summarise(scenarios: Sequence[Scenario], libs: Sequence[str],
+              results: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """{scenario: {lib: {median, min, max, rss_mib, runs, errors}}}."""
+    summary: Dict[str, Dict[str, Any]] = {}
+    for scenario in scenarios:
+        per_lib: Dict[str, Any] = {}
+        for lib in libs:
+            mine = [r for r in results if r["scenario"] == scenario.name and r["lib"] == lib]
+            good = [r for r in mine if r.get("ok")]
+            row: Dict[str, Any] = {"runs": len(good), "errors": [r.get("error") for r in mine
+                                                                 if not r.get("ok")]}
+            if good:
+                key = "client_cpu_pct" if scenario.kind == "idle" else "jobs_per_s"
+                values = [r[key] for r in good]
+                row.update(median=statistics.median(values), min=min(values), max=max(values),
+                           rss_mib=max(r["peak_rss_kib"] for r in good) / 1024)
+                cpus = [r["cpu_s"] / r["jobs"] * 1e6 for r in good if "cpu_s" in r]
+                if cpus:
+                    row["cpu_us_per_job"] = statistics.median(cpus)
+                if scenario.kind == "idle":
+                    workers = [r["worker_cpu_pct"] for r in good]
+                    row.update(worker_median=statistics.median(workers),
+                               worker_min=min(workers), worker_max=max(workers))
+            per_lib[lib] = row
+        summary[scenario.name] = per_lib
+    return summary
+
+
+def _ratio(row: Dict[str, Any], base: Optional[Dict[str, Any]]) -> str:
+    if not base or "median" not in base or "median" not in row or not base["median"]:
+        return "–"
+    return f"{row['median'] / base['median']:.2f}x"
+
+
+def throughput_table(scenarios: Sequence[Scenario], libs: Sequence[str],
+                     summary: Dict[str, Dict[str, Any]]) -> List[str]:
+    lines = ["| scenario | library | jobs/s (median) | min | max | peak RSS MiB | "
+             "CPU µs/job | vs pygearman |", "|---|---|--:|--:|--:|--:|--:|--:|"]
+    for scenario in scenarios:
+        if scenario.kind == "idle":
+            continue
+        label = f"{scenario.name} ({scenario.jobs:,})"
+        for lib in libs:
+            row = summary[scenario.name][lib]
+            if "median" not in row:
+                lines.append(f"| {label} | {lib} | failed: {row['errors'][:1]} | | | | | |")
+                continue
+            cpu = row.get("cpu_us_per_job")
+            lines.append(f"| {label} | {lib} | {row['median']:,.0f} | {row['min']:,.0f} | "
+                         f"{row['max']:,.0f} | {row['rss_mib']:.1f} | "
+                         f"{'–' if cpu is None else f'{cpu:,.1f}'} | "
+                         f"{_ratio(row, summary[scenario.name].get(BASELINE))} |")
+    return lines
+
+
+def idle_table(libs: Sequence[str], summary: Dict[str, Dict[str, Any]]) -> List[str]:
+    if "idle" not in summary:
+        return []
+    lines = ["| library | waiting client, % of a core (median, min–max) | "
+             "waiting worker, % of a core (median, min–max) |", "|---|--:|--:|"]
+    for lib in libs:
+        row = summary["idle"][lib]
+        if "median" not in row:
+            lines.append(f"| {lib} | failed | failed |")
+            continue
+        lines.append(f"| {lib} | {row['median']:.2f} ({row['min']:.2f}–{row['max']:.2f}) | "
+                     f"{row['worker_median']:.2f} ({row['worker_min']:.2f}–"
+                     f"{row['worker_max']:.2f}) |")
+    return lines
+
+
+def _get(summary: Dict[str, Dict[str, Any]], scenario: str, lib: str,
+         key: str = "median") -> Optional[float]:
+    return summary.get(scenario, {}).get(lib, {}).get(key)
+
+
+def targets(summary: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional[bool]]]:
+    """(target, measured, met) for each target of the issue that this run measured."""
+    out: List[Tuple[str, str, Optional[bool]]] = []
+
+    def versus(scenario: str, need: float, what: str) -> None:
+        ours, base = _get(summary, scenario, "gearman"), _get(summary, scenario, BASELINE)
+        if ours and base:
+            ratio = ours / base
+            out.append((f"{what}: >= {need}x pygearman", f"{ratio:.2f}x "
+                        f"({ours:,.0f} vs {base:,.0f} jobs/s)", ratio >= need))
+
+    def below(scenario: str, limit: float, what: str) -> None:
+        rss = _get(summary, scenario, "gearman", "rss_mib")
+        if rss is not None:
+            out.append((f"{what}: client peak RSS < {limit:.0f} MiB", f"{rss:.1f} MiB",
+                        rss < limit))
+
+    versus("batch", 1.5, "batch of 20,000")
+    first, last = _get(summary, "scaling-1k", "gearman"), _get(summary, "scaling-100k", "gearman")
+    if first and last:
+        out.append(("scaling: jobs/s at 100,000 within 20% of 1,000",
+                    f"{last / first:.2f} ({last:,.0f} vs {first:,.0f} jobs/s)",
+                    last >= 0.8 * first))
+    below("scaling-100k", 100, "100,000 jobs in flight")
+    versus("background", 4, "background submission")
+    versus("payload", 4, "1 MiB payloads")
+    below("payload", 64, "1 MiB payloads, one batch of 200")
+    below("payload-window", 64, "1 MiB payloads, 10 at a time")
+    versus("sequential", 1.3, "sequential round trips")
+    versus("worker-1", 3, "one worker draining")
+    if "idle" in summary and "median" in summary["idle"].get("gearman", {}):
+        row = summary["idle"]["gearman"]
+        out.append(("idle: waiting client and worker < 1% of a core",
+                    f"client {row['max']:.2f}%, worker {row['worker_max']:.2f}% (max of runs)",
+                    row["max"] < 1 and row["worker_max"] < 1))
+    return out
+
+
+NOTES = """\
+How to read this (details in bench/README.md):
+
+- Each cell ran in a fresh process against a fresh gearmand 1.1 (`--threads=1`,
+  127.0.0.1, errors-only logging) and fresh workers; libraries took turns in a
+  rotating order.  jobs/s = jobs / wall time of the library call(s), median of the
+  runs with min and max; peak RSS is the client process's VmHWM (the largest of
+  the runs); for worker scenarios it is the worker process's VmHWM.
+- CPU µs/job: CPU time (user + system, all threads) of the client process over the
+  timed part, per job; in worker scenarios, of the library's worker processes.
+  It is steadier than jobs/s on a busy machine and shows what each library costs.
+- Client scenarios use the same workers for every library: 2 processes (1 for
+  `sequential`, none for `background`, whose jobs just queue) of
+  `bench/fast_worker.py`, a minimal echo worker speaking the protocol on a bare
+  socket (~15 µs of CPU per job), so the client is what is measured.  Worker
+  scenarios use each library's own worker, fed by 20,000 background jobs queued
+  beforehand with this library.
+- gear's sockets get `TCP_NODELAY` (it leaves Nagle on: out of the box its worker
+  waits for a delayed ACK after every job, ~22 jobs/s).
+- pygearman: every wait gets an explicit `poll_timeout` (with `None` it returns
+  without waiting for results); its worker registers the task as bytes (a `str` name
+  makes its `work()` die on the first job).
+- gear: `submitJob` blocks until JOB_CREATED, so jobs are submitted one at a time
+  (one round trip each) — that is its API, not a harness choice; completion is
+  counted in a `Client` subclass (no polling of `job.complete`).  Its worker is a
+  `getJob()` / `sendWorkComplete()` loop.  gear's `Job` data are bytes chunks,
+  joined to compare results.
+- `payload`: all 200 requests share one 1 MiB payload object, and the 200 echoed
+  results (200 MiB) stay referenced by the returned requests, so no library can
+  finish this batch below ~220 MiB (results + interpreter); the RSS column shows
+  what each needs on top.  `payload-window` sends the same 200 jobs 10 at a time,
+  dropping each batch's results: there the RSS is what a streaming caller pays.
+"""
+
+
+def markdown(meta: Dict[str, Any], scenarios: Sequence[Scenario], libs: Sequence[str],
+             summary: Dict[str, Dict[str, Any]], repeat: int, quick: bool) -> str:
+    vers = meta["versions"]
+    head = [
+        "# Benchmark: gearman vs pygearman vs gear",
+        "",
+        f"- date: {meta['date']}; command: `{meta['command']}`"
+        + (" (quick: a tenth of the jobs)" if quick else ""),
+        f"- machine: {meta['cpu']}, {meta['cores']} cores, {meta['memory_gib']} GiB, "
+        f"{meta['os']}; load average before/after: "
+        f"{meta['load_before'][0]:.2f} / {meta['load_after'][0]:.2f}",
+        f"- Python {meta['python']}; gearmand {meta['gearmand']}; gearman "
+        f"{vers.get('gearman')} (commit {meta['commit']}), pygearman {vers.get('pygearman')}, "
+        f"gear {vers.get('gear')}",
+        f"- runs per cell: {repeat}; wall time of the whole run: {meta['wall_min']:.1f} min",
+        "",
+        "## Throughput and memory",
+        "",
+        *throughput_table(scenarios, libs, summary),
+        "",
+    ]
+    idle = idle_table(libs, summary)
+    if idle:
+        head += ["## Idle CPU (over %.0f s)" % IDLE_WINDOW, "", *idle, ""]
+    marks = {True: "met", False: "**missed**", None: "?"}
+    goals = [] if quick else targets(summary)
+    if quick:
+        head += ["(Quick run: a tenth of the jobs, one run per cell; the targets are judged "
+                 "on full runs only.)", ""]
+    if goals:
+        head += ["## Targets (this library, ratios from this run)", "",
+                 "| target | measured | |", "|---|---|---|"]
+        head += [f"| {what} | {got} | {marks[met]} |" for what, got, met in goals]
+        head.append("")
+    if any(s.group == "scaling" for s in scenarios):
+        head += ["![scaling](scaling.png)", ""]
+    head += [NOTES, "Optimisations made after profiling, each with its measured effect: "
+             "see [optimisations.md](optimisations.md).", ""]
+    return "\n".join(head)
+
+
+def rst_table(scenarios: Sequence[Scenario], libs: Sequence[str],
+              summary: Dict[str, Dict[str, Any]], meta: Dict[str, Any]) -> str:
+    """The throughput table as an RST grid for README.rst."""
+    rows = [("scenario", "library", "jobs/s (median)", "min–max", "peak RSS MiB",
+             "CPU µs/job", "vs pygearman")]
+    for scenario in scenarios:
+        for lib in libs:
+            row = summary[scenario.name][lib]
+            if "median" not in row:
+                continue
+            if scenario.kind == "idle":
+                rows.append((scenario.name, lib, f"idle CPU {row['median']:.2f}% / "
+                             f"{row['worker_median']:.2f}%", "client / worker", "", "", ""))
+                continue
+            cpu = row.get("cpu_us_per_job")
+            rows.append((f"{scenario.name} ({scenario.jobs:,})", lib, f"{row['median']:,.0f}",
+                         f"{row['min']:,.0f}–{row['max']:,.0f}", f"{row['rss_mib']:.1f}",
+                         "–" if cpu is None else f"{cpu:,.1f}",
+                         _ratio(row, summary[scenario.name].get(BASELINE))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def fmt(r: Sequence[str]) -> str:
+        return "|" + "|".join(f" {c:<{w}} " for c, w in zip(r, widths)) + "|"
+
+    lines = [rule, fmt(rows[0]), rule.replace("-", "=")]
+    for r in rows[1:]:
+        lines += [fmt(r), rule]
+    vers = meta["versions"]
+    caption = (f"{meta['date']}, {meta['cpu']} ({meta['cores']} cores), Python "
+               f"{meta['python']}, gearmand {meta['gearmand']}, gearman {vers['gearman']}, "
+               f"pygearman {vers['pygearman']}, gear {vers['gear']}; median of "
+               f"{meta['repeat']} runs.")
+    return caption + "\n\n" + "\n".join(lines)
+
+
+README_BEGIN = ".. benchmark-table-begin"
+README_END = ".. benchmark-table-end"
+
+
+def update_readme(table: str) -> bool:
+    """Replace the block between the markers in README.rst; False if absent."""
+    path = os.path.join(ROOT, "README.rst")
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    pattern = re.compile(re.escape(README_BEGIN) + r"\n.*?" + re.escape(README_END), re.S)
+    if not pattern.search(text):
+        return False
+    new = pattern.sub(lambda _: f"{README_BEGIN}\n\n{table}\n\n{README_END}", text)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(new)
+    return True
+
+
+def scaling_chart(scenarios: Sequence[Scenario], libs: Sequence[str],
+                  summary: Dict[str, Dict[str, Any]], path: str) -> Optional[str]:
+    """jobs/s and peak RSS against batch size; PNG with matplotlib, else SVG."""
+    series = [s for s in scenarios if s.group == "scaling"]
+    if len(series) < 2:
+        return None
+    points = {lib: [(s.jobs, summary[s.name][lib].get("median"),
+                     summary[s.name][lib].get("rss_mib")) for s in series] for lib in libs}
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return svg_chart(points, os.path.splitext(path)[0] + ".svg")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for lib in libs:
+        good = [p for p in points[lib] if p[1] is not None]
+        left.plot([p[0] for p in good], [p[1] for p in good], marker="o", label=lib)
+        right.plot([p[0] for p in good], [p[2] for p in good], marker="o", label=lib)
+    for axis, label in ((left, "jobs/s (median)"), (right, "client peak RSS (MiB)")):
+        axis.set_xscale("log")
+        axis.set_xlabel("jobs in one batch")
+        axis.set_ylabel(label)
+        axis.grid(True, alpha=0.3)
+        axis.legend()
+    left.set_ylim(bottom=0)
+    right.set_ylim(bottom=0)
+    fig.suptitle("One batch of N small foreground jobs, same gearmand and workers")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def svg_chart(points: Dict[str, List[Tuple[int, Any, Any]]], path: str) -> str:
+    """A plain SVG line chart of jobs/s against batch size (no matplotlib)."""
+    import math
+    width, height, pad = 640, 360, 50
+    xs = sorted({p[0] for pts in points.values() for p in pts})
+    top = max((p[1] for pts in points.values() for p in pts if p[1]), default=1) * 1.1
+    lo, hi = math.log10(xs[0]), math.log10(xs[-1]) or 1
+
+    def at(x: float, y: float) -> str:
+        px = pad + (math.log10(x) - lo) / ((hi - lo) or 1) * (width - 2 * pad)
+        return f"{px:.1f},{height - pad - y / top * (height - 2 * pad):.1f}"
+
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c"]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">',
+             f'<text x="{pad}" y="20">jobs/s (median) vs jobs in one batch</text>']
+    for i, (lib, pts) in enumerate(points.items()):
+        good = " ".join(at(x, y) for x, y, _ in pts if y)
+        parts.append(f'<polyline fill="none" stroke="{colours[i % 3]}" points="{good}"/>')
+        parts.append(f'<text x="{width - 120}" y="{40 + 16 * i}" fill="{colours[i % 3]}">'
+                     f'{lib}</text>')
+    parts.append("</svg>")
+    with open(path, "w") as fh:
+        fh.write("\n".join(parts))
+    return path
+
+
+# ---------------------------------------------------------------- main
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="Benchmark gearman against pygearman and gear.")
+    parser.add_argument("--quick", action="store_true",
+                        help="a tenth of the jobs and one run per cell (development)")
+    parser.add_argument("--scenarios", help="comma-separated names or groups: " + ", ".join(
+        [s.name for s in SCENARIOS] + ["scaling", "worker"]))
+    parser.add_argument("--libs", default=",".join(LIBS), help="comma-separated libraries")
+    parser.add_argument("--repeat", type=int, help="runs per cell (default 3; 1 with --quick)")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile this library's client cells into bench/results/profiles/")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
+    parser.add_argument("--output", default=RESULTS, help="directory for the results")
+    parser.add_argument("--no-readme", action="store_true",
+                        help="do not put the table into README.rst (full runs do)")
+    args = parser.parse_args(argv)
+    # A SIGTERM (timeout, CI) unwinds like Ctrl-C, so every cell stops its gearmand.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    libs = [lib.strip() for lib in args.libs.split(",") if lib.strip()]
+    if set(libs) - set(LIBS):
+        raise SystemExit(f"unknown libraries {sorted(set(libs) - set(LIBS))}")
+    repeat = args.repeat or (1 if args.quick else 3)
+    scenarios = select_scenarios(args.scenarios, args.quick)
+    meta = machine()
+    meta["versions"] = versions()
+    missing = [lib for lib in libs if meta["versions"][lib] == "not installed"]
+    if missing:
+        raise SystemExit(f"{', '.join(missing)} not importable with {python()}: run "
+                         "`sh bench/run` once (it builds bench/.venv)")
+    meta.update(command="python bench/run.py " + " ".join(argv if argv is not None
+                                                          else sys.argv[1:]),
+                repeat=repeat, quick=args.quick)
+    started = time.monotonic()
+    results = run_all(scenarios, libs, repeat, args.profile, args.timeout)
+    meta["wall_min"] = (time.monotonic() - started) / 60
+    meta["load_after"] = os.getloadavg()
+    summary = summarise(scenarios, libs, results)
+    os.makedirs(args.output, exist_ok=True)
+    chart = scaling_chart(scenarios, libs, summary, os.path.join(args.output, "scaling.png"))
+    report = markdown(meta, scenarios, libs, summary, repeat, args.quick)
+    with open(os.path.join(args.output, "latest.md"), "w", encoding="utf-8") as fh:
+        fh.write(report)
+    with open(os.path.join(args.output, "latest.json"), "w", encoding="utf-8") as fh:
+        json.dump({"meta": meta, "scenarios": [s.__dict__ for s in scenarios],
+                   "summary": summary, "cells": results}, fh, indent=1)
+    full = not args.quick and not args.scenarios and repeat >= 3 and list(libs) == list(LIBS)
+    if full and not args.no_readme and args.output == RESULTS:
+        if update_readme(rst_table(scenarios, libs, summary, meta)):
+            print("README.rst: benchmark table updated")
+    print()
+    print(report)
+    if chart:
+        print(f"chart: {chart}")
+    failed = [r for r in results if not r.get("ok")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
