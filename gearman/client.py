@@ -202,8 +202,10 @@ class GearmanClient(GearmanConnectionManager):
         with the same unique id."""
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
         requests = self._as_request_list(job_requests)
-        # First one non-blocking pass: an idle connection the server closed (say, it was
-        # restarted) is noticed now, not after a request was written into it and lost.
+        # First one non-blocking pass: a connection the server closed (say, it was
+        # restarted a moment ago) is noticed now, not after a request was written into
+        # it and lost.  It costs one epoll_wait per call; reliability wins over the
+        # sequential benchmark here (bench/results/optimisations.md).
         self.poll_connections_once(self.connection_list, 0)
         if not any(c.connected or self.connection_is_due(c) for c in self.connection_list):
             # Every server is down and backed off: give each one fresh try now (its

@@ -399,12 +399,16 @@ class GearmanWorker(GearmanConnectionManager):
 
     def _patience_left(self) -> Optional[float]:
         """Seconds until an unanswered GRAB stops blocking grabs elsewhere, if one does."""
-        waits = [handler.grab_sent_at + self.grab_patience - time.monotonic()
-                 for handler in self._live_handlers() if handler.grab_outstanding]
-        if not waits or not any(h.may_have_work and not h.grab_outstanding
-                                for h in self._live_handlers()):
+        oldest, others_have_work = None, False
+        for handler in self._handlers.values():
+            if handler.grab_outstanding:
+                if oldest is None or handler.grab_sent_at < oldest:
+                    oldest = handler.grab_sent_at
+            elif handler.may_have_work:
+                others_have_work = True
+        if oldest is None or not others_have_work:
             return None
-        return max(0.0, float(min(waits)))
+        return max(0.0, float(oldest + self.grab_patience - time.monotonic()))
 
     def _run_next_job(self) -> None:
         handler, job = self._jobs.popleft()
