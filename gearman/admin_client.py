@@ -15,7 +15,7 @@ from gearman.admin_client_handler import AdminQuery, GearmanAdminClientCommandHa
 from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import DEFAULT_ADMIN_POLL_TIMEOUT
 from gearman.protocol import parse_err_line
-from gearman.util import Deadline, check_name, parse_host
+from gearman.util import Deadline, check_name
 
 ECHO_STRING = b"ping? pong!"
 
@@ -112,13 +112,7 @@ class GearmanAdminClient(GearmanConnectionManager):
             raise errors.ServerUnavailable("GearmanAdminClient has no servers in its host_list")
         if server is None:
             return self.connection_list[0]
-        if hasattr(server, "gearman_host"):
-            return server
-        wanted = parse_host(server)
-        for connection in self.connection_list:
-            if (connection.gearman_host, connection.gearman_port) == (wanted.host, wanted.port):
-                return connection
-        raise ValueError(f"server {server!r} is not in this admin client's host_list")
+        return self.connection_named(server)
 
     def establish_admin_connection(self, server: Any = None,
                                    deadline: Optional[Deadline] = None) -> Any:

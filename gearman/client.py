@@ -17,7 +17,7 @@ from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import (JOB_CREATED, JOB_FAILED, JOB_PENDING, JOB_UNKNOWN, MAX_UNIQUE_LENGTH,
                                PRIORITIES, PRIORITY_NONE)
 from gearman.encoders import to_wire_bytes
-from gearman.util import Deadline, check_name, parse_host, to_bytes, to_text
+from gearman.util import Deadline, check_name, to_bytes, to_text
 
 #: gearmand keeps a job handle in 64 bytes with its NUL; a longer GET_STATUS
 #: handle makes it close the connection, failing every job on it.
@@ -394,13 +394,7 @@ class GearmanClient(GearmanConnectionManager):
                 return self.connection_list[0]
             raise ValueError("server is required: this client has several servers, and a "
                              "job handle is only meaningful on the server that issued it")
-        if hasattr(server, "gearman_host"):
-            return server
-        wanted = parse_host(server)
-        for connection in self.connection_list:
-            if (connection.gearman_host, connection.gearman_port) == (wanted.host, wanted.port):
-                return connection
-        raise ValueError(f"server {server!r} is not in this client's host_list")
+        return self.connection_named(server)
 
     def _query(self, connection: Any, query: StatusQuery, send: str,
                deadline: Deadline) -> Optional[Dict[str, Any]]:

@@ -18,7 +18,7 @@ from gearman.connection import GearmanConnection
 from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE
 from gearman.encoders import DataEncoder
 from gearman.job import GearmanJob, GearmanJobRequest
-from gearman.util import Backoff, Deadline, HostAddress, parse_host_list
+from gearman.util import Backoff, Deadline, HostAddress, parse_host, parse_host_list
 
 log = logging.getLogger(__name__)
 _Manager = TypeVar("_Manager", bound="GearmanConnectionManager")
@@ -74,7 +74,6 @@ class GearmanConnectionManager:
         """Add one server (any ``host_list`` form) and return its connection object."""
         address = host if isinstance(host, HostAddress) else None
         if address is None:
-            from gearman.util import parse_host
             address = parse_host((host, port) if port is not None else host)
         connection = self.connection_class(
             address.host, address.port, tls.get("keyfile", address.keyfile),
@@ -90,6 +89,16 @@ class GearmanConnectionManager:
         """2.x name: add a TLS server."""
         return self.add_connection(host, port, keyfile=keyfile, certfile=certfile,
                                    ca_certs=ca_certs)
+
+    def connection_named(self, server: Any) -> Any:
+        """The connection for ``server`` (a connection, or any ``host_list`` form)."""
+        if hasattr(server, "gearman_host"):
+            return server
+        wanted = parse_host(server)
+        for connection in self.connection_list:
+            if (connection.gearman_host, connection.gearman_port) == (wanted.host, wanted.port):
+                return connection
+        raise ValueError(f"server {server!r} is not in this {type(self).__name__}'s host_list")
 
     def handler_for(self, connection: Any) -> Optional[GearmanCommandHandler]:
         return self._handlers.get(connection)
