@@ -180,7 +180,48 @@ class _Pair:
                 pass
 
 
-class FaultProxy:
+class _LoopbackListener:
+    """A listening socket on 127.0.0.1 (kernel-chosen port) whose accept loop runs in a
+    thread and hands each connection to :meth:`_accepted`; :meth:`_stop_listening`
+    ends it."""
+
+    def _listen(self, backlog: int) -> None:
+        self._closed = False
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(backlog)
+        self.port = self._listener.getsockname()[1]
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _accept_loop(self) -> None:
+        while True:
+            ready, _, _ = select.select([self._listener, self._wake_r], [], [])
+            if self._closed or self._wake_r in ready:
+                return
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                continue
+            self._accepted(sock)
+
+    def _accepted(self, sock: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _stop_listening(self) -> None:
+        self._closed = True
+        self._wake_w.send(b"x")
+        self._thread.join(5)
+        self._listener.close()
+
+
+class FaultProxy(_LoopbackListener):
     """A TCP proxy on 127.0.0.1:port in front of ``backend_port`` that injects faults.
 
     ``split`` forwards every chunk one byte per send; ``delay`` waits that long
@@ -199,45 +240,25 @@ class FaultProxy:
         self._last_match: Dict[str, bytes] = {}
         self._pairs: List[_Pair] = []
         self._lock = threading.Lock()
-        self._closed = False
-        self._listener = socket.socket()
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(64)
-        self.port = self._listener.getsockname()[1]
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
-        self._thread.start()
+        self._listen(64)
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _accept_loop(self) -> None:
-        while True:
-            ready, _, _ = select.select([self._listener, self._wake_r], [], [])
-            if self._closed or self._wake_r in ready:
-                return
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                continue
-            try:
-                backend = socket.create_connection(self.backend, timeout=2)
-            except OSError:
-                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                client.close()
-                continue
-            backend.settimeout(None)
-            for sock in (client, backend):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            pair = _Pair(client, backend)
-            with self._lock:
-                self.accepted += 1
-                self._pairs.append(pair)
-            for src, dst, direction in ((client, backend, UP), (backend, client, DOWN)):
-                threading.Thread(target=self._pump, args=(pair, src, dst, direction),
-                                 daemon=True).start()
+    def _accepted(self, client: socket.socket) -> None:
+        try:
+            backend = socket.create_connection(self.backend, timeout=2)
+        except OSError:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+            return
+        backend.settimeout(None)
+        for sock in (client, backend):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pair = _Pair(client, backend)
+        with self._lock:
+            self.accepted += 1
+            self._pairs.append(pair)
+        for src, dst, direction in ((client, backend, UP), (backend, client, DOWN)):
+            threading.Thread(target=self._pump, args=(pair, src, dst, direction),
+                             daemon=True).start()
 
     def _pump(self, pair: _Pair, src: socket.socket, dst: socket.socket, direction: str) -> None:
         try:
@@ -297,10 +318,7 @@ class FaultProxy:
             return sum(1 for p in self._pairs if not p.closed)
 
     def close(self) -> None:
-        self._closed = True
-        self._wake_w.send(b"x")
-        self._thread.join(5)
-        self._listener.close()
+        self._stop_listening()
         self.reset_all()
         self._wake_r.close()
         self._wake_w.close()
@@ -363,7 +381,7 @@ class PeerReader:
 Script = Callable[[socket.socket, int, "FakeServer"], None]
 
 
-class FakeServer:
+class FakeServer(_LoopbackListener):
     """A listening socket on 127.0.0.1 whose every connection runs ``script(sock, n, server)``.
 
     The script plays gearmand and sends whatever bytes it likes; the socket is
@@ -377,32 +395,12 @@ class FakeServer:
         self.disconnects = 0
         self.errors: List[BaseException] = []
         self._socks: List[socket.socket] = []
-        self._closed = False
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self.port = self._listener.getsockname()[1]
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
-        self._thread.start()
+        self._listen(16)
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _accept_loop(self) -> None:
-        while True:
-            ready, _, _ = select.select([self._listener, self._wake_r], [], [])
-            if self._closed or self._wake_r in ready:
-                return
-            try:
-                sock, _ = self._listener.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            self._socks.append(sock)
-            threading.Thread(target=self._run, args=(sock, self.connections),
-                             daemon=True).start()
+    def _accepted(self, sock: socket.socket) -> None:
+        self.connections += 1
+        self._socks.append(sock)
+        threading.Thread(target=self._run, args=(sock, self.connections), daemon=True).start()
 
     def _run(self, sock: socket.socket, number: int) -> None:
         try:
@@ -428,10 +426,7 @@ class FakeServer:
                 return
 
     def close(self) -> None:
-        self._closed = True
-        self._wake_w.send(b"x")
-        self._thread.join(5)
-        self._listener.close()
+        self._stop_listening()
         for sock in self._socks:
             try:
                 sock.close()
