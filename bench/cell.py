@@ -39,20 +39,10 @@ def peak_rss_kib() -> int:
 
 
 # ---------------------------------------------------------------- the libraries
-class Ours:
-    """This project's gearman package."""
+class TwoXClient:
+    """The client calls both python-gearman 2.x APIs share (ours and pygearman)."""
 
-    name = "gearman"
-
-    def __init__(self, address: str) -> None:
-        import gearman
-        self.gearman = gearman
-        self.address = address
-        self.client: Any = None
-
-    def connect(self) -> None:
-        self.client = self.gearman.GearmanClient([self.address])
-        self.client.echo(b"warm-up", poll_timeout=10)  # connect outside the timing
+    client: Any
 
     def sequential(self, task: str, payloads: List[bytes]) -> List[Any]:
         submit = self.client.submit_job
@@ -73,6 +63,22 @@ class Ours:
     def wait_forever(self, task: str) -> None:
         self.client.submit_job(task, b"never done", poll_timeout=3600)
 
+
+class Ours(TwoXClient):
+    """This project's gearman package."""
+
+    name = "gearman"
+
+    def __init__(self, address: str) -> None:
+        import gearman
+        self.gearman = gearman
+        self.address = address
+        self.client: Any = None
+
+    def connect(self) -> None:
+        self.client = self.gearman.GearmanClient([self.address])
+        self.client.echo(b"warm-up", poll_timeout=10)  # connect outside the timing
+
     def work(self, task: str, ready: Callable[[], None]) -> None:
         worker = self.gearman.GearmanWorker([self.address])
         worker.establish_worker_connections()
@@ -81,7 +87,7 @@ class Ours:
         worker.work(poll_timeout=None)
 
 
-class PyGearman:
+class PyGearman(TwoXClient):
     """pygearman (python-gearman 2.x for Python 3).  Its waits end only with an
     explicit poll_timeout (None means "do not wait for completion"), and its
     worker needs the task name as bytes to match what the server sends back."""
@@ -101,25 +107,6 @@ class PyGearman:
         # Connect outside the timing: one tiny background job to a task nobody runs.
         self.client.submit_job("bench-warm-up", b"x", background=True,
                                wait_until_complete=False, poll_timeout=10)
-
-    def sequential(self, task: str, payloads: List[bytes]) -> List[Any]:
-        submit = self.client.submit_job
-        return [submit(task, data, poll_timeout=WAIT_LIMIT).result for data in payloads]
-
-    def batch(self, task: str, payloads: List[bytes]) -> List[Any]:
-        jobs = [{"task": task, "data": data} for data in payloads]
-        requests = self.client.submit_multiple_jobs(jobs, poll_timeout=WAIT_LIMIT)
-        return [request.result for request in requests]
-
-    def background(self, task: str, payloads: List[bytes]) -> int:
-        jobs = [{"task": task, "data": data} for data in payloads]
-        requests = self.client.submit_multiple_jobs(jobs, background=True,
-                                                    wait_until_complete=False,
-                                                    poll_timeout=WAIT_LIMIT)
-        return sum(1 for request in requests if request.job.handle)
-
-    def wait_forever(self, task: str) -> None:
-        self.client.submit_job(task, b"never done", poll_timeout=3600)
 
     def work(self, task: str, ready: Callable[[], None]) -> None:
         worker = self.gearman.GearmanWorker([self.address])
