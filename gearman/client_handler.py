@@ -61,6 +61,7 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
         #: list per job would cost 100,000 jobs in flight 7 MiB)
         self._requests_by_handle: Dict[str, Any] = {}
         self._rotation: Dict[str, int] = {}
+        self._task_bytes: Dict[Any, bytes] = {}
         self.exceptions_enabled = False
 
     # -- lifecycle -------------------------------------------------------------
@@ -97,9 +98,15 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
     # -- sending -----------------------------------------------------------------
     def send_job_request(self, current_request: Any) -> None:
         """Queue the SUBMIT_* packet for ``current_request``; it becomes PENDING."""
-        job = current_request.job
-        task = to_bytes(job.task, "task")
-        unique = to_bytes(job.unique or b"", "unique")
+        job = current_request.gearman_job
+        task = self._task_bytes.get(job.task)
+        if task is None:
+            task = to_bytes(job.task, "task")
+            if type(job.task) is str and len(self._task_bytes) < 1024:
+                self._task_bytes[job.task] = task
+        unique = job.unique
+        unique = unique.encode("utf-8", "surrogateescape") if type(unique) is str else \
+            to_bytes(unique or b"", "unique")
         payload = current_request.encoded_data
         if payload is None:
             payload = current_request.encoded_data = self.connection_manager.encode_payload(

@@ -14,8 +14,7 @@ from typing import Deque, Iterator, Optional, Tuple, Union
 
 from gearman import errors
 from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_GEARMAN_PORT, DEFAULT_MAX_PACKET_SIZE
-from gearman.protocol import (REQ, RES, Command, Event, PacketParser, pack_header_and_body,
-                              validate_args)
+from gearman.protocol import REQ, RES, Command, Event, PacketParser, pack_header_and_body
 
 log = logging.getLogger(__name__)
 
@@ -136,17 +135,29 @@ class GearmanConnection:
 
     # -- sending ----------------------------------------------------------
     def send_command(self, command: Command, args: Tuple[bytes, ...] = ()) -> None:
-        """Queue one packet; it goes out on the next :meth:`flush`."""
-        validate_args(command, args)
+        """Queue one packet (its arguments checked first); it goes out on the next
+        :meth:`flush`."""
+        header, payload = pack_header_and_body(command, args, REQ)
         if not self.connected:
             raise self._error(f"cannot send {command.name}: not connected")
-        header, payload = pack_header_and_body(command, args, REQ)
         if self.trace:
             log.debug("%s <- %s %r", self.address, command.name, args)
-        self._queue(header)
-        if payload:
+        size = len(payload)
+        if size >= _BY_REFERENCE:
+            self._queue(header)
             self._queue(payload)
-        if self._out_size >= self._flush_at and len(payload) < _BY_REFERENCE:
+            return
+        out = self._out
+        if out and type(out[-1]) is bytearray:
+            tail = out[-1]
+            tail += header
+            tail += payload
+        else:
+            tail = bytearray(header)
+            tail += payload
+            out.append(tail)
+        self._out_size += len(header) + size
+        if self._out_size >= self._flush_at:
             self._flush_early()
 
     def _flush_early(self) -> None:

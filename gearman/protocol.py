@@ -208,12 +208,36 @@ def pack_header_and_body(command: Command, args: Tuple[bytes, ...], magic: bytes
     """Header and body separately, so a large payload is never copied into a new buffer.
 
     The body is ``args`` joined by NULs except that the last argument is left out:
-    the returned header counts it, and the caller sends it after the body.
+    the returned header counts it, and the caller sends it after the body.  The
+    arguments are checked as :func:`validate_args` does (every packet sent passes
+    here, so the common case costs one join and one count; a bad argument is
+    then named by :func:`validate_args`).
     """
-    head = args[:-1]
-    prefix = NULL.join(head) + NULL if head else b""
-    size = len(prefix) + (len(args[-1]) if args else 0)
-    return HEADER.pack(magic, command, size) + prefix, args[-1] if args else b""
+    count = len(args)
+    if _ARGC_BY_CODE.get(command) != count:
+        _reject(command, args)
+    if count == 0:
+        return HEADER.pack(magic, command, 0), b""
+    last = args[-1]
+    if type(last) is not bytes and not isinstance(last, (bytearray, memoryview)):
+        _reject(command, args)
+    if count == 1:
+        return HEADER.pack(magic, command, len(last)), last
+    try:
+        prefix = NULL.join(args[:-1])
+    except TypeError:
+        _reject(command, args)
+        raise
+    if prefix.count(NULL) != count - 2:  # a NUL inside an argument but the last
+        _reject(command, args)
+    return HEADER.pack(magic, command, len(prefix) + 1 + len(last)) + prefix + NULL, last
+
+
+def _reject(command: Command, args: Tuple[bytes, ...]) -> None:
+    """Raise the error :func:`validate_args` gives for ``args``."""
+    validate_args(command, args)
+    raise TypeError(f"{Command(command).name} arguments must be bytes, got "
+                    f"{[type(arg).__name__ for arg in args]}")
 
 
 class TextLine:
