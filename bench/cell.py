@@ -24,6 +24,8 @@ import threading
 import time
 from typing import Any, Callable, List, Optional
 
+from bare import Bare
+
 #: Seconds any single wait in a cell may take before the cell counts as failed.
 WAIT_LIMIT = 900.0
 
@@ -227,7 +229,7 @@ class Gear:
             job.sendWorkComplete(job.arguments)
 
 
-LIBRARIES = {cls.name: cls for cls in (Ours, PyGearman, Gear)}
+LIBRARIES = {cls.name: cls for cls in (Ours, PyGearman, Gear, Bare)}
 
 
 # ---------------------------------------------------------------- the roles

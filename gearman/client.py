@@ -164,8 +164,10 @@ class GearmanClient(GearmanConnectionManager):
         data = job_info["data"]
         job = self.job_class(None, None, task, unique, data)  # 2.x signature, for subclasses
         when, reducer = job_info.get("when"), job_info.get("reducer")
-        job.when = None if when is None else self._check_when(when, background, priority)
-        job.reducer = None if reducer is None else to_text(check_name(reducer, "reducer"))
+        if when is not None:
+            job.when = self._check_when(when, background, priority)
+        if reducer is not None:
+            job.reducer = to_text(check_name(reducer, "reducer"))
         request = self.job_request_class(job, initial_priority=priority, background=background,
                                          max_attempts=max_retries + 1)
         try:
@@ -234,11 +236,18 @@ class GearmanClient(GearmanConnectionManager):
             # connect attempt per server, not 100,000).  Otherwise the backoff stands,
             # and requests fail over to the live servers without waiting on dead ones.
             self._retry_at.clear()
+        send, needs_sending = self.send_job_request, self._needs_sending
         for request in requests:
-            if self._needs_sending(request):
+            job = request.gearman_job
+            if request.state == JOB_UNKNOWN and job.handle is None and job.connection is None \
+                    and request.accepted_by is None and not request.connection_failed:
+                request.timed_out = False  # a new request: nothing else to reset
+            elif needs_sending(request):
                 request.reset()
-                request.connection_attempts = 0
-                self.send_job_request(request)
+            else:
+                continue
+            request.connection_attempts = 0
+            send(request)
         # Through the overridable 2.x methods, the timeout passed positionally, so an
         # override written with timeout= or poll_timeout= sees every wait (API.md).
         self.wait_until_jobs_accepted(requests, deadline.remaining())
@@ -280,7 +289,10 @@ class GearmanClient(GearmanConnectionManager):
     def establish_request_connection(self, current_request: Any) -> Any:
         """The live connection ``current_request`` should use; connects if needed.
         Servers that refuse are skipped (backed off), without using up a try."""
-        if not self.connection_list:
+        connections = self.connection_list
+        if len(connections) == 1 and connections[0].connected:
+            return connections[0]
+        if not connections:
             raise errors.ServerUnavailable("GearmanClient has no servers in its host_list")
         for connection in self._connection_order(current_request.job.unique):
             if connection.connected:
@@ -329,34 +341,45 @@ class GearmanClient(GearmanConnectionManager):
     # -- waiting ---------------------------------------------------------------------------
     def _wait(self, requests: Iterable[Any], done: Callable[[Any], bool],
               deadline: Deadline) -> None:
+        # The requests waited for carry this wait's token: no set of 100,000
+        # requests (4 MiB) beside them, and updates for others are skipped.
         self._updated = []
-        waiting = set()
+        token = object()
+        pending = 0
         for request in requests:
             request.timed_out = False
-            if not done(request):
-                waiting.add(request)
-        if not waiting:
+            if not done(request) and getattr(request, "_wait_token", None) is not token:
+                request._wait_token = token
+                pending += 1
+        if not pending:
             return
 
         def keep_polling(any_activity: bool) -> bool:
+            nonlocal pending
             updated = self._updated
             if updated:
                 self._updated = []
                 for request in updated:
-                    if request not in waiting:
+                    if getattr(request, "_wait_token", None) is not token:
                         continue
                     if request.connection_failed and self._retry(request):
                         continue
                     if done(request):
-                        waiting.discard(request)
-            return bool(waiting)
+                        request._wait_token = None
+                        pending -= 1
+            return pending > 0
 
-        self.poll_connections_until_stopped(self.connection_list, keep_polling,
-                                            deadline.remaining())
-        keep_polling(False)
-        self._queries_done = []  # late status answers; they would pin their requests
-        for request in waiting:
-            request.timed_out = True
+        try:
+            self.poll_connections_until_stopped(self.connection_list, keep_polling,
+                                                deadline.remaining())
+            keep_polling(False)
+        finally:
+            self._queries_done = []  # late status answers; they would pin their requests
+            if pending:
+                for request in requests:
+                    if getattr(request, "_wait_token", None) is token:
+                        request._wait_token = None
+                        request.timed_out = True
 
     def wait_until_jobs_accepted(self, job_requests: Sequence[Any],
                                  poll_timeout: Optional[float] = None, *,

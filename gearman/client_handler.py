@@ -15,13 +15,14 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 from gearman.command_handler import GearmanCommandHandler
 from gearman.constants import JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_PENDING, JOB_UNKNOWN
 from gearman.errors import InvalidClientState
-from gearman.protocol import Command, submit_command
+from gearman.protocol import SUBMIT_COMMANDS, Command, submit_command
 from gearman.util import to_bytes
 
 log = logging.getLogger(__name__)
 
 # Kinds of replies waited for, in the FIFO.
 _SUBMIT, _OPTION, _STATUS, _STATUS_UNIQUE, _ECHO = range(5)
+_KIND_NAMES = ("JOB_CREATED", "OPTION_RES", "STATUS_RES", "STATUS_RES_UNIQUE", "ECHO_RES")
 
 
 def parse_number(value: bytes) -> Any:
@@ -43,12 +44,20 @@ def _handle_key(job_handle: bytes) -> str:
 class StatusQuery:
     """A GET_STATUS or GET_STATUS_UNIQUE waiting for its answer."""
 
-    __slots__ = ("key", "request", "result", "done")
+    __slots__ = ("key", "request", "result", "done", "kind")
 
     def __init__(self, key: bytes, request: Any = None) -> None:
         self.key, self.request = key, request
+        self.kind = _STATUS  # set by the send_* method that sends it
         self.result: Optional[Dict[str, Any]] = None
         self.done = False
+
+
+def _kind(item: Any) -> int:
+    """Which reply an entry of the FIFO of expected replies waits for."""
+    if type(item) is StatusQuery:
+        return int(item.kind)
+    return _OPTION if type(item) is bytes else _SUBMIT
 
 
 class GearmanClientCommandHandler(GearmanCommandHandler):
@@ -56,7 +65,11 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
 
     def __init__(self, connection_manager: Any, connection: Any) -> None:
         super().__init__(connection_manager, connection)
-        self._expected: Deque[Tuple[int, Any]] = collections.deque()
+        #: what each outstanding command waits for, oldest first: a request (its
+        #: JOB_CREATED), a StatusQuery (its kind says which answer) or an option
+        #: name (OPTION_RES).  No (kind, item) tuples: 100,000 submissions in
+        #: flight would carry 5 MiB of them.
+        self._expected: Deque[Any] = collections.deque()
         #: handle -> its request, or a list of them when submissions coalesced (one
         #: list per job would cost 100,000 jobs in flight 7 MiB)
         self._requests_by_handle: Dict[str, Any] = {}
@@ -67,16 +80,17 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
     # -- lifecycle -------------------------------------------------------------
     def initial_state(self, **kwargs: Any) -> None:
         """Ask for WORK_EXCEPTION packets (API.md: the client opts in)."""
-        self._expected.append((_OPTION, b"exceptions"))
+        self._expected.append(b"exceptions")
         self.send_command(Command.OPTION_REQ, b"exceptions")
 
     def on_io_error(self) -> None:
         """Every request still waiting on this connection has failed with it."""
         failed = []
-        for kind, item in self._expected:
+        for item in self._expected:
+            kind = _kind(item)
             if kind == _SUBMIT:
                 failed.append(item)
-            elif kind in (_STATUS, _STATUS_UNIQUE, _ECHO):
+            elif kind != _OPTION:
                 item.done = True
                 self.connection_manager.note_status(item)
         for held in self._requests_by_handle.values():
@@ -92,7 +106,7 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
 
     @property
     def requests_in_flight(self) -> int:
-        return sum(1 for kind, _ in self._expected if kind == _SUBMIT) + sum(
+        return sum(1 for item in self._expected if _kind(item) == _SUBMIT) + sum(
             len(held) if type(held) is list else 1 for held in self._requests_by_handle.values())
 
     # -- sending -----------------------------------------------------------------
@@ -119,34 +133,44 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
                        else Command.SUBMIT_REDUCE_JOB)
             args = (task, unique, to_bytes(job.reducer, "reducer"), b"", payload)
         else:
-            command = submit_command(current_request.background, current_request.priority)
+            known = SUBMIT_COMMANDS.get((current_request.background, current_request.priority))
+            # Not a bool and a known priority: submit_command names the problem.
+            command = known or submit_command(current_request.background,
+                                              current_request.priority)
             args = (task, unique, payload)
         self.connection.send_command(command, args)
         current_request.state = JOB_PENDING
-        self._expected.append((_SUBMIT, current_request))
+        self._expected.append(current_request)
 
     def send_get_status(self, query: StatusQuery) -> None:
-        self._expected.append((_STATUS, query))
+        query.kind = _STATUS
+        self._expected.append(query)
         self.send_command(Command.GET_STATUS, query.key)
 
     def send_get_status_unique(self, query: StatusQuery) -> None:
-        self._expected.append((_STATUS_UNIQUE, query))
+        query.kind = _STATUS_UNIQUE
+        self._expected.append(query)
         self.send_command(Command.GET_STATUS_UNIQUE, query.key)
 
     def send_echo(self, query: StatusQuery) -> None:
-        self._expected.append((_ECHO, query))
+        query.kind = _ECHO
+        self._expected.append(query)
         self.send_command(Command.ECHO_REQ, query.key)
 
     # -- replies in FIFO order -----------------------------------------------------
     def _pop_expected(self, kind: int, command: str) -> Any:
-        if not self._expected or self._expected[0][0] != kind:
-            waiting = "nothing" if not self._expected else f"reply kind {self._expected[0][0]}"
+        if not self._expected or _kind(self._expected[0]) != kind:
+            waiting = "nothing" if not self._expected else _KIND_NAMES[_kind(self._expected[0])]
             raise InvalidClientState(f"gearmand at {self.server} sent {command} while "
                                      f"{waiting} was expected")
-        return self._expected.popleft()[1]
+        return self._expected.popleft()
 
     def recv_job_created(self, job_handle: bytes) -> None:
-        request = self._pop_expected(_SUBMIT, "JOB_CREATED")
+        expected = self._expected
+        if expected and type(expected[0]) is not StatusQuery and type(expected[0]) is not bytes:
+            request = expected.popleft()
+        else:
+            request = self._pop_expected(_SUBMIT, "JOB_CREATED")
         # The map is keyed by the job's own str handle: no second (bytes) copy per job.
         handle = request.job.handle = _handle_key(job_handle)
         request.state = JOB_CREATED
@@ -166,7 +190,8 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
         if not self._expected:
             super().recv_error(error_code, error_text)
             return
-        kind, item = self._expected.popleft()
+        item = self._expected.popleft()
+        kind = _kind(item)
         if kind == _SUBMIT:
             item.state = JOB_FAILED
             item.exception = self.server_error(error_code, error_text, "SUBMIT_JOB")

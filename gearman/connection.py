@@ -9,8 +9,7 @@ from __future__ import annotations
 import collections
 import logging
 import socket
-import ssl
-from typing import Deque, Iterator, Optional, Tuple, Union
+from typing import Deque, Iterator, Optional, Tuple, Type, Union
 
 from gearman import errors
 from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_GEARMAN_PORT, DEFAULT_MAX_PACKET_SIZE
@@ -27,6 +26,16 @@ _BY_REFERENCE = 32 * 1024
 _EARLY_FLUSH = 256 * 1024
 
 Chunk = Union[bytes, bytearray, memoryview]
+
+#: What a non-blocking send or recv raises when it has to wait.  TLS adds ssl's
+#: want-read/want-write errors; ``ssl`` itself (about 6 MiB of resident memory
+#: for libssl and libcrypto) is imported only by a connection that uses TLS.
+_WOULD_BLOCK: Tuple[Type[BaseException], ...] = (BlockingIOError,)
+
+
+def _tls_would_block() -> Tuple[Type[BaseException], ...]:
+    import ssl
+    return (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class GearmanConnection:
@@ -50,6 +59,7 @@ class GearmanConnection:
         #: (up to max_packet_size) in search of a line end.  Set by the manager.
         self.allow_text = True
         self.connected = False
+        self._would_block = _WOULD_BLOCK
         self._sock: Optional[socket.socket] = None
         self._out: Deque[Chunk] = collections.deque()
         self._out_size = 0
@@ -105,6 +115,9 @@ class GearmanConnection:
         """Adopt an already connected socket (a socketpair end in tests, a Unix socket)."""
         sock.setblocking(False)
         self._sock = sock
+        if hasattr(sock, "pending"):  # an ssl.SSLSocket
+            self.tls = True
+        self._would_block = _tls_would_block() if self.tls else _WOULD_BLOCK
         # Headroom for the handle and other fields beside a maximal payload.
         self._parser = PacketParser(expect_magic=RES,
                                     max_packet_size=self.max_packet_size + _FIELD_HEADROOM,
@@ -115,6 +128,7 @@ class GearmanConnection:
         log.debug("connected to %s", self.address)
 
     def _wrap_tls(self, sock: socket.socket) -> socket.socket:
+        import ssl
         context = ssl.create_default_context(cafile=self.ca_certs)
         if self.certfile:
             context.load_cert_chain(self.certfile, self.keyfile)
@@ -206,7 +220,7 @@ class GearmanConnection:
             chunk = out[0]
             try:
                 sent = sock.send(chunk)
-            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            except self._would_block:
                 return
             except InterruptedError:
                 continue
@@ -236,7 +250,7 @@ class GearmanConnection:
         while True:
             try:
                 size = sock.recv_into(self._inbuf)
-            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            except self._would_block:
                 break
             except InterruptedError:
                 continue

@@ -119,6 +119,8 @@ class GearmanConnectionManager:
 
     def next_retry_in(self) -> Optional[float]:
         """Seconds until the earliest down connection may be tried again, if any is down."""
+        if not self._retry_at:
+            return None
         pending = [at for conn, at in self._retry_at.items() if not conn.connected]
         if not pending:
             return None
@@ -205,21 +207,23 @@ class GearmanConnectionManager:
         for conn in connections:
             if not conn.connected:
                 continue
+            wanted = EVENT_READ
             if conn.wants_write:  # write eagerly: most sends finish without waiting
                 try:
                     conn.flush()
                 except REMOTE_FAULTS as exc:
                     self._drop(conn, exc)
                     continue
-            wanted = EVENT_READ | EVENT_WRITE if conn.wants_write else EVENT_READ
-            current = interest.get(conn)
-            if current != wanted:
-                if current is None:
-                    selector.register(conn, wanted, conn)
-                else:
+                if conn.wants_write:
+                    wanted = EVENT_READ | EVENT_WRITE
+            if interest.get(conn) != wanted:
+                if conn in interest:
                     selector.modify(conn, wanted, conn)
+                else:
+                    selector.register(conn, wanted, conn)
                 interest[conn] = wanted
-            buffered = buffered or conn.has_buffered_input()
+            if not buffered:
+                buffered = conn.has_buffered_input()
         ready = selector.select(0 if buffered else timeout)
         activity = False
         for key, mask in ready:

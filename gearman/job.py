@@ -21,8 +21,10 @@ class GearmanJob:
     """
 
     # Slots keep 100,000 jobs small; __dict__ still lets applications tag them (2.x did).
-    __slots__ = ("connection", "handle", "task", "unique", "data", "reducer", "when",
-                 "__weakref__", "__dict__")
+    # ``reducer`` and ``when`` are rare: class defaults, set per job only when used.
+    __slots__ = ("connection", "handle", "task", "unique", "data", "__weakref__", "__dict__")
+    reducer: Optional[str] = None
+    when: Optional[int] = None
 
     def __init__(self, connection: Any, handle: Optional[str], task: str,
                  unique: Optional[str], data: Any, reducer: Optional[str] = None,
@@ -32,8 +34,10 @@ class GearmanJob:
         self.task = task
         self.unique = unique
         self.data = data
-        self.reducer = reducer
-        self.when = when
+        if reducer is not None:
+            self.reducer = reducer
+        if when is not None:
+            self.when = when
 
     def to_dict(self) -> Dict[str, Any]:
         """python-gearman 2.x's dict form: task, job_handle, unique, data."""
@@ -54,10 +58,11 @@ class GearmanJobRequest:
     ``connection_failed`` say why a wait ended without that.
     """
 
-    __slots__ = ("gearman_job", "priority", "background", "state", "result", "exception",
-                 "_data_updates", "_warning_updates", "_status", "timed_out",
-                 "connection_failed", "connection_attempts", "max_connection_attempts",
-                 "accepted_by", "encoded_data", "__weakref__", "__dict__")
+    # One slot (_extras) holds what few requests get: updates, status, exception.
+    __slots__ = ("gearman_job", "priority", "background", "state", "result", "_extras",
+                 "timed_out", "connection_failed", "connection_attempts",
+                 "max_connection_attempts", "accepted_by", "encoded_data", "_wait_token",
+                 "__weakref__", "__dict__")
 
     def __init__(self, gearman_job: GearmanJob, initial_priority: Optional[str] = PRIORITY_NONE,
                  background: bool = False, max_attempts: int = 1) -> None:
@@ -66,10 +71,7 @@ class GearmanJobRequest:
         self.background = background
         self.state = JOB_UNKNOWN
         self.result: Any = None
-        self.exception: Any = None
-        self._data_updates: Optional[Deque[Any]] = None
-        self._warning_updates: Optional[Deque[Any]] = None
-        self._status: Optional[Dict[str, Any]] = None
+        self._extras: Optional[Dict[str, Any]] = None
         self.timed_out = False
         self.connection_failed = False
         self.connection_attempts = 0
@@ -78,33 +80,52 @@ class GearmanJobRequest:
         self.accepted_by: Any = None
         #: the payload as sent (bytes), computed once when the request is made
         self.encoded_data: Optional[bytes] = None
+        #: marks the request as waited for by the client's current wait
+        self._wait_token: Any = None
 
-    # The deques and the status dict are made on first use: 100,000 requests in
-    # flight would otherwise carry 300,000 empty containers.
+    # The deques, the status dict and the exception live in one dict made on first
+    # use: 100,000 requests in flight would otherwise carry 300,000 empty containers.
+    def _extra(self, name: str, default: Any) -> Any:
+        extras = self._extras
+        if extras is None:
+            extras = self._extras = {}
+        value = extras.get(name)
+        if value is None:
+            value = extras[name] = default()
+        return value
+
     @property
     def data_updates(self) -> Deque[Any]:
         """WORK_DATA payloads, in arrival order."""
-        if self._data_updates is None:
-            self._data_updates = collections.deque()
-        return self._data_updates
+        return self._extra("data_updates", collections.deque)  # type: ignore[no-any-return]
 
     @property
     def warning_updates(self) -> Deque[Any]:
         """WORK_WARNING payloads, in arrival order."""
-        if self._warning_updates is None:
-            self._warning_updates = collections.deque()
-        return self._warning_updates
+        return self._extra("warning_updates", collections.deque)  # type: ignore[no-any-return]
 
     @property
     def status(self) -> Dict[str, Any]:
         """Last known status: handle, known, running, numerator, denominator, time_received."""
-        if self._status is None:
-            self._status = {}
-        return self._status
+        return self._extra("status", dict)  # type: ignore[no-any-return]
 
     @status.setter
     def status(self, value: Dict[str, Any]) -> None:
-        self._status = value
+        if self._extras is None:
+            self._extras = {}
+        self._extras["status"] = value
+
+    @property
+    def exception(self) -> Any:
+        """Why the job failed: a ServerError, the WORK_EXCEPTION text, or an encoder's
+        error; ``None`` otherwise."""
+        return None if self._extras is None else self._extras.get("exception")
+
+    @exception.setter
+    def exception(self, value: Any) -> None:
+        if self._extras is None:
+            self._extras = {}
+        self._extras["exception"] = value
 
     @property
     def job(self) -> GearmanJob:

@@ -123,7 +123,7 @@ _COMMANDS_BY_CODE: Dict[int, Command] = {int(command): command for command in Co
 _ARGC_BY_CODE: Dict[int, int] = {int(command): len(ARGS[command]) for command in Command}
 
 #: (background, priority) -> the SUBMIT_* command that expresses it.
-_SUBMIT_COMMANDS = {
+SUBMIT_COMMANDS = {
     (False, PRIORITY_NONE): Command.SUBMIT_JOB,
     (False, PRIORITY_LOW): Command.SUBMIT_JOB_LOW,
     (False, PRIORITY_HIGH): Command.SUBMIT_JOB_HIGH,
@@ -136,7 +136,7 @@ _SUBMIT_COMMANDS = {
 def submit_command(background: bool, priority: Optional[str]) -> Command:
     """The SUBMIT_* command for a job's background flag and priority."""
     try:
-        return _SUBMIT_COMMANDS[(bool(background), priority)]
+        return SUBMIT_COMMANDS[(bool(background), priority)]
     except KeyError:
         raise ValueError(
             f"priority must be PRIORITY_NONE, PRIORITY_LOW or PRIORITY_HIGH, got {priority!r}"

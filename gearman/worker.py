@@ -6,7 +6,6 @@ server is reconnected with capped, jittered backoff and re-registered.
 from __future__ import annotations
 
 import collections
-import inspect
 import sys
 import threading
 import time
@@ -26,6 +25,8 @@ UPDATE_SEND_TIMEOUT = 30.0
 
 def _takes_worker_argument(callback: Callable[..., Any]) -> bool:
     """True for 2.0.2's ``callback(worker, job)``, False for the README's ``callback(job)``."""
+    import inspect  # here, not at import time: it costs every process 2.5 MiB
+
     try:
         parameters = list(inspect.signature(callback).parameters.values())
     except (TypeError, ValueError):
@@ -130,8 +131,12 @@ class GearmanWorker(GearmanConnectionManager):
                 # After a job: registrations its callback made go out after its
                 # result, and the next GRAB in the same write -- unless a hook
                 # ended work(), so no job is taken only to be given back.
-                self._send_pending()
-                self.establish_worker_connections()
+                if self._pending_sends:
+                    self._send_pending()
+                for connection in self.connection_list:
+                    if not connection.connected:  # one is down: reconnect those due
+                        self.establish_worker_connections()
+                        break
                 self._grab_where_possible()
                 timeout = poll_timeout
                 retry_in = self.next_retry_in()
@@ -263,8 +268,10 @@ class GearmanWorker(GearmanConnectionManager):
         return (id(current_job.connection), current_job.handle) in self._finished_handles
 
     def _encode(self, data: Any) -> bytes:
-        name = getattr(self.data_encoder, "__name__", "data_encoder")
-        payload = to_wire_bytes(self.data_encoder.encode(data), name)
+        payload = self.data_encoder.encode(data)
+        if type(payload) is not bytes:
+            payload = to_wire_bytes(payload, getattr(self.data_encoder, "__name__",
+                                                     "data_encoder"))
         if len(payload) > self.max_packet_size:
             raise ValueError(f"data is {len(payload)} bytes, above max_packet_size="
                              f"{self.max_packet_size}")
@@ -319,7 +326,8 @@ class GearmanWorker(GearmanConnectionManager):
                                  f"data not decodable: {exc!r}".encode())
             return
         job = self.create_job(handler, handle, task, unique, decoded)
-        job.reducer = reducer
+        if reducer is not None:
+            job.reducer = reducer
         self._jobs.append((handler, job))
 
     def on_connection_lost(self, handler: Any) -> None:
@@ -383,6 +391,12 @@ class GearmanWorker(GearmanConnectionManager):
         if self._jobs or self._current_job is not None or self._stop_requested:
             return
         handlers = self._live_handlers()
+        if len(handlers) == 1:  # one server: no turns, no patience to weigh
+            handler = handlers[0]
+            if handler.may_have_work and not (handler.jobs_held or handler.grab_outstanding):
+                self._last_grabbed = handler
+                self._safely(handler, handler.grab)
+            return
         now = time.monotonic()
         for handler in handlers:
             if handler.jobs_held or (handler.grab_outstanding
@@ -399,6 +413,8 @@ class GearmanWorker(GearmanConnectionManager):
 
     def _patience_left(self) -> Optional[float]:
         """Seconds until an unanswered GRAB stops blocking grabs elsewhere, if one does."""
+        if len(self._handlers) < 2:
+            return None
         oldest, others_have_work = None, False
         for handler in self._handlers.values():
             if handler.grab_outstanding:

@@ -94,8 +94,9 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
         self.grab_outstanding = False
         self.jobs_held += 1
         self.connection_manager.on_job_assigned(
-            self, to_text(job_handle.rstrip(b"\0")), to_text(task),
-            None if unique is None else to_text(unique),
+            self, job_handle.rstrip(b"\0").decode("utf-8", "surrogateescape"),
+            task.decode("utf-8", "surrogateescape"),
+            None if unique is None else unique.decode("utf-8", "surrogateescape"),
             None if reducer is None else to_text(reducer), data)
 
     def recv_job_assign(self, job_handle: bytes, task: bytes, data: bytes) -> None:
