@@ -17,6 +17,7 @@ from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import (JOB_CREATED, JOB_FAILED, JOB_PENDING, JOB_UNKNOWN, MAX_UNIQUE_LENGTH,
                                PRIORITIES, PRIORITY_NONE)
 from gearman.encoders import to_wire_bytes
+from gearman.job import GearmanJobRequest
 from gearman.util import Deadline, check_name, to_bytes, to_text
 
 #: gearmand keeps a job handle in 64 bytes with its NUL; a longer GET_STATUS
@@ -237,10 +238,12 @@ class GearmanClient(GearmanConnectionManager):
             # and requests fail over to the live servers without waiting on dead ones.
             self._retry_at.clear()
         send, needs_sending = self.send_job_request, self._needs_sending
+        default_reset = GearmanJobRequest.reset
         for request in requests:
             job = request.gearman_job
             if request.state == JOB_UNKNOWN and job.handle is None and job.connection is None \
-                    and request.accepted_by is None and not request.connection_failed:
+                    and request.accepted_by is None and not request.connection_failed \
+                    and getattr(type(request), "reset", None) is default_reset:
                 request.timed_out = False  # a new request: nothing else to reset
             elif needs_sending(request):
                 request.reset()
@@ -369,17 +372,19 @@ class GearmanClient(GearmanConnectionManager):
                         pending -= 1
             return pending > 0
 
+        completed = False
         try:
             self.poll_connections_until_stopped(self.connection_list, keep_polling,
                                                 deadline.remaining())
             keep_polling(False)
+            completed = True
         finally:
             self._queries_done = []  # late status answers; they would pin their requests
             if pending:
                 for request in requests:
                     if getattr(request, "_wait_token", None) is token:
                         request._wait_token = None
-                        request.timed_out = True
+                        request.timed_out = completed  # not after an exception
 
     def wait_until_jobs_accepted(self, job_requests: Sequence[Any],
                                  poll_timeout: Optional[float] = None, *,

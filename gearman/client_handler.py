@@ -113,7 +113,7 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
     def send_job_request(self, current_request: Any) -> None:
         """Queue the SUBMIT_* packet for ``current_request``; it becomes PENDING."""
         job = current_request.gearman_job
-        task = self._task_bytes.get(job.task)
+        task = self._task_bytes.get(job.task) if type(job.task) is str else None
         if task is None:
             task = to_bytes(job.task, "task")
             if type(job.task) is str and len(self._task_bytes) < 1024:
@@ -125,13 +125,15 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
         if payload is None:
             payload = current_request.encoded_data = self.connection_manager.encode_payload(
                 job.data)
-        if job.when is not None:
+        # getattr: a 2.x job_class need not derive from GearmanJob (which has defaults).
+        when, reducer = getattr(job, "when", None), getattr(job, "reducer", None)
+        if when is not None:
             command = Command.SUBMIT_JOB_EPOCH
-            args: Tuple[bytes, ...] = (task, unique, b"%d" % job.when, payload)
-        elif job.reducer is not None:
+            args: Tuple[bytes, ...] = (task, unique, b"%d" % when, payload)
+        elif reducer is not None:
             command = (Command.SUBMIT_REDUCE_JOB_BACKGROUND if current_request.background
                        else Command.SUBMIT_REDUCE_JOB)
-            args = (task, unique, to_bytes(job.reducer, "reducer"), b"", payload)
+            args = (task, unique, to_bytes(reducer, "reducer"), b"", payload)
         else:
             known = SUBMIT_COMMANDS.get((current_request.background, current_request.priority))
             # Not a bool and a known priority: submit_command names the problem.

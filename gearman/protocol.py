@@ -236,8 +236,8 @@ def pack_header_and_body(command: Command, args: Tuple[bytes, ...], magic: bytes
 def _reject(command: Command, args: Tuple[bytes, ...]) -> None:
     """Raise the error :func:`validate_args` gives for ``args``."""
     validate_args(command, args)
-    raise TypeError(f"{Command(command).name} arguments must be bytes, got "
-                    f"{[type(arg).__name__ for arg in args]}")
+    raise ValueError(f"{Command(command).name} arguments must be bytes-like, and all but "
+                     f"the last without a NUL byte; got {[type(a).__name__ for a in args]}")
 
 
 class TextLine:

@@ -61,6 +61,7 @@ class GearmanWorker(GearmanConnectionManager):
         self._working = False
         self._last_grabbed: Any = None  # the next GRAB looks at the servers after it
         self._work_thread: Optional[int] = None
+        self._reconnect_hook_overridden = False
         #: registrations the work loop sends next (made from another thread or a callback)
         self._pending_sends: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque()
 
@@ -123,6 +124,8 @@ class GearmanWorker(GearmanConnectionManager):
         if poll_timeout is not None and poll_timeout < 0:
             raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
         self._stop_requested = False
+        self._reconnect_hook_overridden = (type(self).establish_worker_connections
+                                           is not GearmanWorker.establish_worker_connections)
         self._work_thread = threading.get_ident()
         self._working = True
         continue_working = True
@@ -133,10 +136,13 @@ class GearmanWorker(GearmanConnectionManager):
                 # ended work(), so no job is taken only to be given back.
                 if self._pending_sends:
                     self._send_pending()
-                for connection in self.connection_list:
-                    if not connection.connected:  # one is down: reconnect those due
-                        self.establish_worker_connections()
-                        break
+                if self._reconnect_hook_overridden:
+                    self.establish_worker_connections()  # a 2.x override runs every pass
+                else:
+                    for connection in self.connection_list:
+                        if not connection.connected:  # one is down: reconnect those due
+                            self.establish_worker_connections()
+                            break
                 self._grab_where_possible()
                 timeout = poll_timeout
                 retry_in = self.next_retry_in()

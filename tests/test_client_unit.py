@@ -597,3 +597,63 @@ def test_request_repr_and_2x_names() -> None:
     request.initialize_request()
     assert request.state == JOB_UNKNOWN and request.job.handle is None
     assert gearman.JOB_UNKNOWN == JOB_UNKNOWN
+
+
+# -- review findings: hand-built requests, duck-typed jobs, waits, reset -------------------
+def test_a_hand_built_request_may_name_its_task_with_a_bytearray(
+        handler: GearmanClientCommandHandler, conn: FakeConnection) -> None:
+    request = make_request(task=bytearray(b"tee"))  # type: ignore[arg-type]
+    handler.send_job_request(request)
+    assert conn.sent == [(Command.SUBMIT_JOB, (b"tee", b"u", b"d"))]
+
+
+def test_a_job_class_not_derived_from_gearman_job_is_submitted(
+        handler: GearmanClientCommandHandler, conn: FakeConnection) -> None:
+    class PlainJob:  # a 2.x-style job_class: the five attributes, nothing else
+        def __init__(self, connection: Any, handle: Any, task: str, unique: str,
+                     data: Any) -> None:
+            self.connection, self.handle = connection, handle
+            self.task, self.unique, self.data = task, unique, data
+
+    request = GearmanJobRequest(PlainJob(None, None, "t", "u", b"d"))  # type: ignore[arg-type]
+    handler.send_job_request(request)
+    assert conn.sent == [(Command.SUBMIT_JOB, (b"t", b"u", b"d"))]
+
+
+class PollRaises(GearmanClient):
+    def poll_connections_until_stopped(self, *args: Any, **kwargs: Any) -> bool:
+        raise KeyboardInterrupt
+
+
+class PollReturns(GearmanClient):
+    def poll_connections_until_stopped(self, *args: Any, **kwargs: Any) -> bool:
+        return False  # as if the timeout passed with nothing received
+
+
+@pytest.mark.parametrize("cls, timed_out", [(PollReturns, True), (PollRaises, False)])
+def test_a_wait_marks_timed_out_only_when_it_timed_out(cls: Any, timed_out: bool) -> None:
+    request = make_request()
+    request.state = JOB_PENDING
+    with cls([]) as client:
+        try:
+            client.wait_until_jobs_completed([request, request], 0.01)
+        except KeyboardInterrupt:
+            pass
+    assert request.timed_out is timed_out
+    assert request._wait_token is None  # no stale mark for the next wait
+
+
+def test_an_overridden_reset_is_called_before_a_first_submission(offline_client: Any) -> None:
+    resets = []
+
+    class Request(GearmanJobRequest):
+        def reset(self) -> None:
+            resets.append(self)
+            super().reset()
+
+    offline_client.job_request_class = Request
+    offline_client.connection_list[:] = []  # nothing to connect to: fails without I/O
+    with pytest.raises(errors.ServerUnavailable):
+        offline_client.establish_request_connection(make_request())
+    request = offline_client.submit_job("t", b"d", poll_timeout=0)
+    assert resets == [request] and request.connection_failed

@@ -941,3 +941,23 @@ def test_work_rejects_a_negative_poll_timeout() -> None:
 def test_handler_class_is_the_2x_hook() -> None:
     assert gearman.GearmanWorker.command_handler_class is GearmanWorkerCommandHandler
     assert GearmanWorkerCommandHandler.grab_command == C.GRAB_JOB_ALL
+
+
+def test_an_overridden_establish_worker_connections_runs_every_pass() -> None:
+    """2.x subclasses override establish_worker_connections (peers.md): the loop
+    keeps calling an override even while every server is up."""
+    class Counting(FakeWorker):
+        calls = 0
+
+        def establish_worker_connections(self) -> List[Any]:
+            self.calls += 1
+            return super().establish_worker_connections()
+
+    worker = make_worker(cls=Counting)
+    worker.register_task("t", lambda job: b"")
+    connect(worker)
+    assert all(c.connected for c in worker.connection_list)
+    before, passes = worker.calls, []
+    worker.after_poll = lambda any_activity: passes.append(1) or len(passes) < 5
+    worker.work(poll_timeout=0)
+    assert (len(passes), worker.calls - before) == (5, 5)
