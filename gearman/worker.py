@@ -145,14 +145,12 @@ class GearmanWorker(GearmanConnectionManager):
                             break
                 self._grab_where_possible()
                 timeout = poll_timeout
-                retry_in = self.next_retry_in()
-                if retry_in is not None:
-                    timeout = retry_in if timeout is None else min(timeout, retry_in)
-                patience = self._patience_left()
-                if patience is not None:
-                    timeout = patience if timeout is None else min(timeout, patience)
                 if self._jobs:
                     timeout = 0
+                elif self._retry_at or len(self._handlers) > 1:  # else neither applies
+                    for wake_in in (self.next_retry_in(), self._patience_left()):
+                        if wake_in is not None:
+                            timeout = wake_in if timeout is None else min(timeout, wake_in)
                 any_activity = self.poll_connections_once(self.connection_list, timeout)
                 if self._jobs and not self._stop_requested:
                     any_activity = True

@@ -93,6 +93,18 @@ def test_garbage_raises_protocol_error_with_server(pair):
     assert info.value.server == "fake-server:4730"
 
 
+def test_packets_before_garbage_are_handed_out_before_the_error(pair):
+    connection, server = pair
+    good = pack(Packet(Command.NOOP, (), RES)) + pack(Packet(Command.ECHO_RES, (b"hi",), RES))
+    server.sendall(good + b"\0RES\0\0\0\x63\0\0\0\0")
+    events = connection.read()
+    assert next(events) == Packet(Command.NOOP, (), RES)
+    assert next(events) == Packet(Command.ECHO_RES, (b"hi",), RES)
+    with pytest.raises(errors.UnknownCommandError) as info:
+        next(events)
+    assert info.value.server == "fake-server:4730"
+
+
 def test_refused_connect_names_host_and_port():
     port = free_port()
     connection = GearmanConnection("127.0.0.1", port)
