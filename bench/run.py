@@ -511,8 +511,10 @@ def targets(summary: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional
 
     def below(scenario: str, limit: float, what: str) -> None:
         rss = _get(summary, scenario, "gearman", "rss_mib")
+        bare = _get(summary, scenario, "bare", "rss_mib")
         if rss is not None:
-            out.append((f"{what}: client peak RSS < {limit:.0f} MiB", f"{rss:.1f} MiB",
+            ceiling = f" (protocol-only: {bare:.1f} MiB)" if bare is not None else ""
+            out.append((f"{what}: client peak RSS < {limit:.0f} MiB", f"{rss:.1f} MiB{ceiling}",
                         rss < limit))
 
     versus("batch", 1.5, "batch of 20,000")
@@ -649,7 +651,10 @@ def rst_table(scenarios: Sequence[Scenario], libs: Sequence[str],
                f"{meta['python']}, gearmand {meta['gearmand']}, gearman {vers['gearman']}, "
                f"pygearman {vers['pygearman']}, gear {vers['gear']}; median of "
                f"{meta['repeat']} runs.")
-    return caption + "\n\n" + "\n".join(lines)
+    verdicts = ["Targets in this run (``bare``: the same ratio for the protocol alone):", ""]
+    for target, measured, met in targets(summary):
+        verdicts.append(f"- {'met' if met else '**missed**'}: {target}; measured {measured}")
+    return caption + "\n\n" + "\n".join(lines) + "\n\n" + "\n".join(verdicts)
 
 
 README_BEGIN = ".. benchmark-table-begin"
