@@ -504,10 +504,15 @@ def targets(summary: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional
         ours, base = _get(summary, scenario, "gearman"), _get(summary, scenario, BASELINE)
         if ours and base:
             ratio = ours / base
+            # Noise only ever slows a cell down: the best runs' ratio is the
+            # least disturbed view, shown beside the median the target is read on.
+            best = (_get(summary, scenario, "gearman", "max") or 0) / (
+                _get(summary, scenario, BASELINE, "max") or base)
             bare = _get(summary, scenario, "bare")
             ceiling = f"; protocol-only: {bare / base:.2f}x" if bare else ""
             out.append((f"{what}: >= {need}x pygearman", f"{ratio:.2f}x "
-                        f"({ours:,.0f} vs {base:,.0f} jobs/s{ceiling})", ratio >= need))
+                        f"({ours:,.0f} vs {base:,.0f} jobs/s; best runs {best:.2f}x{ceiling})",
+                        ratio >= need))
 
     def below(scenario: str, limit: float, what: str) -> None:
         rss = _get(summary, scenario, "gearman", "rss_mib")
@@ -750,7 +755,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--output", default=RESULTS, help="directory for the results")
     parser.add_argument("--no-readme", action="store_true",
                         help="do not put the table into README.rst (full runs do)")
+    parser.add_argument("--from-json", metavar="FILE",
+                        help="measure nothing: write the reports again from a latest.json")
     args = parser.parse_args(argv)
+    if args.from_json:
+        return rewrite_reports(args.from_json, args)
     # A SIGTERM (timeout, CI) unwinds like Ctrl-C, so every cell stops its gearmand.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     libs = [lib.strip() for lib in args.libs.split(",") if lib.strip()]
@@ -772,15 +781,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     meta["wall_min"] = (time.monotonic() - started) / 60
     meta["load_after"] = os.getloadavg()
     summary = summarise(scenarios, libs, results)
+    full = not args.quick and not args.scenarios and repeat >= 3 and list(libs) == list(LIBS)
+    write_reports(meta, scenarios, libs, summary, results, args, full)
+    failed = [r for r in results if not r.get("ok")]
+    return 1 if failed else 0
+
+
+def write_reports(meta: Dict[str, Any], scenarios: Sequence[Scenario], libs: Sequence[str],
+                  summary: Dict[str, Dict[str, Any]], results: Sequence[Dict[str, Any]],
+                  args: argparse.Namespace, full: bool) -> None:
+    """latest.md, latest.json, the chart, and (for a full run) README.rst's table."""
     os.makedirs(args.output, exist_ok=True)
     chart = scaling_chart(scenarios, libs, summary, os.path.join(args.output, "scaling.png"))
-    report = markdown(meta, scenarios, libs, summary, repeat, args.quick)
+    report = markdown(meta, scenarios, libs, summary, meta["repeat"], meta.get("quick", False))
     with open(os.path.join(args.output, "latest.md"), "w", encoding="utf-8") as fh:
         fh.write(report)
     with open(os.path.join(args.output, "latest.json"), "w", encoding="utf-8") as fh:
         json.dump({"meta": meta, "scenarios": [s.__dict__ for s in scenarios],
-                   "summary": summary, "cells": results}, fh, indent=1)
-    full = not args.quick and not args.scenarios and repeat >= 3 and list(libs) == list(LIBS)
+                   "summary": summary, "cells": list(results)}, fh, indent=1)
     if full and not args.no_readme and args.output == RESULTS:
         if update_readme(rst_table(scenarios, libs, summary, meta)):
             print("README.rst: benchmark table updated")
@@ -788,8 +806,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(report)
     if chart:
         print(f"chart: {chart}")
-    failed = [r for r in results if not r.get("ok")]
-    return 1 if failed else 0
+
+
+def rewrite_reports(path: str, args: argparse.Namespace) -> int:
+    """Render the reports of an earlier run again (after a change to the report code)."""
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    meta, results = data["meta"], data["cells"]
+    scenarios = [Scenario(**fields) for fields in data["scenarios"]]
+    libs = [lib for lib in LIBS if any(r["lib"] == lib for r in results)]
+    summary = summarise(scenarios, libs, results)
+    full = not meta.get("quick") and len(scenarios) == len(SCENARIOS) and \
+        meta["repeat"] >= 3 and libs == list(LIBS)
+    write_reports(meta, scenarios, libs, summary, results, args, full)
+    return 0
 
 
 if __name__ == "__main__":
