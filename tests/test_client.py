@@ -6,10 +6,8 @@ test, as subprocesses (``Workers.spawn``).  Every wait is bounded.
 from __future__ import annotations
 
 import gc
-import json
 import math
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -35,6 +33,7 @@ from gearman.constants import (
     PRIORITY_NONE,
 )
 from gearman.testing import GearmandProcess, free_port
+from readme_encoders import JSONDataEncoder, PickleDataEncoder
 
 pytestmark = pytest.mark.gearmand
 
@@ -311,16 +310,6 @@ def test_readme_example_4_recovering_from_failed_connections(
     assert not failed_requests[1].timed_out
     assert runs == [b"other binary string"], "an accepted request was submitted twice"
     gm_client.close()
-
-
-class PickleDataEncoder(gearman.DataEncoder):
-    @classmethod
-    def encode(cls, encodable_object: Any) -> bytes:
-        return pickle.dumps(encodable_object)
-
-    @classmethod
-    def decode(cls, decodable_string: bytes) -> Any:
-        return pickle.loads(decodable_string)
 
 
 class LoggingPickleExampleClient(gearman.GearmanClient):
@@ -778,18 +767,6 @@ def test_non_utf8_unique_and_task_bytes_are_sent_as_given(gearmand: GearmandProc
     admin.close()
     status = client.get_job_status_by_unique(b"u\xfe", poll_timeout=5)
     assert status["known"] and status["unique"] == "u\udcfe"
-
-
-class JSONDataEncoder(gearman.DataEncoder):
-    """The README's JSON encoder: encode returns str."""
-
-    @classmethod
-    def encode(cls, encodable_object: Any) -> Any:
-        return json.dumps(encodable_object)
-
-    @classmethod
-    def decode(cls, decodable_string: bytes) -> Any:
-        return json.loads(decodable_string)
 
 
 @pytest.mark.parametrize("encoder", [PickleDataEncoder, JSONDataEncoder], ids=["pickle", "json"])

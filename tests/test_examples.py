@@ -1,10 +1,8 @@
 """The seed README's examples (examples/*.py), run as a person would, against gearmand."""
 from __future__ import annotations
 
-import json
 import os
 import pathlib
-import pickle
 import subprocess
 import sys
 import threading
@@ -13,6 +11,7 @@ import pytest
 
 import gearman
 from gearman.testing import GearmandProcess, free_port
+from readme_encoders import JSONDataEncoder, PickleDataEncoder
 
 pytestmark = pytest.mark.gearmand
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -20,14 +19,7 @@ EXAMPLES = ROOT / "examples"
 
 
 class PickleWorker(gearman.GearmanWorker):
-    class data_encoder(gearman.DataEncoder):
-        @classmethod
-        def encode(cls, encodable_object):
-            return pickle.dumps(encodable_object)
-
-        @classmethod
-        def decode(cls, decodable_string):
-            return pickle.loads(decodable_string)
+    data_encoder = PickleDataEncoder
 
 
 def run_worker(worker: gearman.GearmanWorker):
@@ -131,9 +123,7 @@ def test_worker_2_json_encoder_and_after_poll(gearmand):
                       env={"EXAMPLE_JOBS": "2"})
 
     class JSONClient(gearman.GearmanClient):
-        class data_encoder(gearman.DataEncoder):
-            encode = classmethod(lambda cls, obj: json.dumps(obj))
-            decode = classmethod(lambda cls, raw: json.loads(raw))
+        data_encoder = JSONDataEncoder
 
     with JSONClient([gearmand.address]) as client:
         first = client.submit_job("json_sum", {"numbers": [1, 2, 3]}, poll_timeout=20)

@@ -7,7 +7,6 @@ to measure idle CPU, in a subprocess); every wait is bounded.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import re
@@ -24,6 +23,7 @@ import gearman
 from gearman.client_handler import GearmanClientCommandHandler
 from gearman.constants import JOB_COMPLETE, JOB_CREATED, JOB_FAILED
 from gearman.testing import GearmandProcess, free_port
+from readme_encoders import JSONDataEncoder
 
 pytestmark = pytest.mark.gearmand
 
@@ -157,16 +157,6 @@ def test_readme_worker_example_1(gearmand: GearmandProcess, client: Any,
     assert (request.state, request.result) == (JOB_COMPLETE, b"atad yranib yrartibra")
     done = cli(gearmand, "-f", "reverse", "abc")
     assert (done.returncode, done.stdout) == (0, b"cba")
-
-
-class JSONDataEncoder(gearman.DataEncoder):
-    @classmethod
-    def encode(cls, encodable_object: Any) -> Any:
-        return json.dumps(encodable_object)
-
-    @classmethod
-    def decode(cls, decodable_string: bytes) -> Any:
-        return json.loads(decodable_string)
 
 
 class FakeDB:

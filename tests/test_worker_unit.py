@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import json
 import logging
 import os
 import threading
@@ -22,6 +21,7 @@ from gearman import errors
 from gearman.protocol import RES, Command, Packet, validate_args
 from gearman.util import Backoff
 from gearman.worker_handler import GearmanWorkerCommandHandler
+from readme_encoders import JSONDataEncoder
 
 C = Command
 
@@ -574,16 +574,6 @@ def test_return_value_encoding(result: Any, wire: bytes) -> None:
     conn.push(assign("H:1", "t"))
     run_until(worker, lambda: bool(completes(conn)))
     assert completes(conn) == [req(C.WORK_COMPLETE, "H:1", wire)]
-
-
-class JSONDataEncoder(gearman.DataEncoder):
-    @classmethod
-    def encode(cls, encodable_object: Any) -> Any:
-        return json.dumps(encodable_object)  # a str, as in the README
-
-    @classmethod
-    def decode(cls, decodable_string: bytes) -> Any:
-        return json.loads(decodable_string)
 
 
 class JSONWorker(FakeWorker):
