@@ -16,7 +16,6 @@ from gearman.client_handler import GearmanClientCommandHandler, StatusQuery
 from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import (JOB_CREATED, JOB_FAILED, JOB_PENDING, JOB_UNKNOWN, MAX_UNIQUE_LENGTH,
                                PRIORITIES, PRIORITY_NONE)
-from gearman.encoders import to_wire_bytes
 from gearman.job import GearmanJobRequest
 from gearman.util import Deadline, check_name, to_bytes, to_text
 
@@ -74,16 +73,6 @@ class GearmanClient(GearmanConnectionManager):
 
     def note_status(self, query: StatusQuery) -> None:
         self._queries_done.append(query)
-
-    def encode_payload(self, data: Any) -> bytes:
-        payload = self.data_encoder.encode(data)
-        if type(payload) is not bytes:
-            payload = to_wire_bytes(payload, getattr(self.data_encoder, "__name__",
-                                                     "data_encoder"))
-        if len(payload) > self.max_packet_size:
-            raise ValueError(f"data is {len(payload)} bytes, above max_packet_size="
-                             f"{self.max_packet_size}")
-        return payload
 
     # -- submitting ----------------------------------------------------------------------
     def submit_job(self, task: Any, data: Any, unique: Any = None,
@@ -158,8 +147,7 @@ class GearmanClient(GearmanConnectionManager):
                              f"got {priority!r}")
         unique = job_info.get("unique")
         if unique is None or unique == "" or unique == b"":
-            size = self.random_unique_bytes
-            unique = "%0*x" % (size * 2, self._rng.getrandbits(size * 8))
+            unique = self._random_unique()
         else:
             unique = self._check_unique(unique)
         data = job_info["data"]
@@ -181,19 +169,23 @@ class GearmanClient(GearmanConnectionManager):
         """The checked, interned ``str`` name of ``task``: 100,000 jobs of one task
         share one str (not 5 MiB of copies), and a name seen before costs one lookup."""
         names = self._task_names
-        name = names.get(task) if type(task) is str or type(task) is bytes else None
+        cacheable = type(task) is str or type(task) is bytes  # hashable, immutable
+        name = names.get(task) if cacheable else None
         if name is None:
             name = sys.intern(to_text(check_name(task, "task")))
-            if type(task) is str or type(task) is bytes:
+            if cacheable:
                 if len(names) >= 1024:  # many distinct names: stay bounded
                     names.clear()
                 names[task] = name
         return name
 
+    def _random_unique(self) -> str:
+        size = self.random_unique_bytes
+        return "%0*x" % (size * 2, self._rng.getrandbits(size * 8))
+
     def _check_unique(self, unique: Any) -> str:
         if unique is None or unique == "" or unique == b"":
-            size = self.random_unique_bytes
-            return "%0*x" % (size * 2, self._rng.getrandbits(size * 8))
+            return self._random_unique()
         raw = to_bytes(unique, "unique")
         if b"\0" in raw:
             raise ValueError(f"unique {unique!r} must not contain a NUL byte")
@@ -273,12 +265,11 @@ class GearmanClient(GearmanConnectionManager):
     def _needs_sending(request: Any) -> bool:
         if request.state == JOB_FAILED and request.job.handle is None:
             return True  # refused with an ERROR (say QUEUE_ERROR): never accepted
-        live = request.accepted_by is not None and request.accepted_by.connected
         if request.state == JOB_PENDING:
             connection = request.job.connection
             return connection is None or not connection.connected
         if request.state == JOB_CREATED and not request.background:
-            return not live
+            return not (request.accepted_by is not None and request.accepted_by.connected)
         return bool(request.state == JOB_UNKNOWN or request.connection_failed)
 
     def _connection_order(self, unique: Optional[str]) -> List[Any]:

@@ -16,7 +16,7 @@ from gearman.command_handler import GearmanCommandHandler
 from gearman.constants import JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_PENDING, JOB_UNKNOWN
 from gearman.errors import InvalidClientState
 from gearman.protocol import SUBMIT_COMMANDS, Command, submit_command
-from gearman.util import to_bytes
+from gearman.util import handle_text, to_bytes
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,6 @@ def parse_number(value: bytes) -> Any:
             return float(value)
         except ValueError:
             return 0
-
-
-def _handle_key(job_handle: bytes) -> str:
-    """A job handle from the wire as the ``str`` kept in ``job.handle``."""
-    return job_handle.rstrip(b"\0").decode("utf-8", "surrogateescape")
 
 
 class StatusQuery:
@@ -174,7 +169,7 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
         else:
             request = self._pop_expected(_SUBMIT, "JOB_CREATED")
         # The map is keyed by the job's own str handle: no second (bytes) copy per job.
-        handle = request.job.handle = _handle_key(job_handle)
+        handle = request.job.handle = handle_text(job_handle)
         request.state = JOB_CREATED
         request.accepted_by = self.connection
         if not request.background:
@@ -216,7 +211,7 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
                         numerator: bytes, denominator: bytes) -> None:
         query = self._pop_expected(_STATUS, "STATUS_RES")
         query.result = {
-            "handle": job_handle.rstrip(b"\0").decode("utf-8", "surrogateescape"),
+            "handle": handle_text(job_handle),
             "known": known == b"1", "running": running == b"1",
             "numerator": parse_number(numerator), "denominator": parse_number(denominator),
             "time_received": time.time(),
@@ -247,7 +242,7 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
 
     # -- work updates, matched by handle -----------------------------------------------
     def _requests_for(self, job_handle: bytes, command: str) -> Optional[List[Any]]:
-        handle = _handle_key(job_handle)
+        handle = handle_text(job_handle)
         held = self._requests_by_handle.get(handle)
         if held is None:
             log.warning("gearmand at %s sent %s for unknown job handle %r; dropped",
@@ -260,7 +255,7 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
         hand the copies out in turn so every request sees each update once."""
         if len(requests) == 1:
             return requests[0]
-        handle = _handle_key(job_handle)
+        handle = handle_text(job_handle)
         turn = self._rotation.get(handle, 0)
         self._rotation[handle] = turn + 1
         return requests[turn % len(requests)]
@@ -282,7 +277,7 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
     def recv_work_status(self, job_handle: bytes, numerator: bytes, denominator: bytes) -> None:
         requests = self._requests_for(job_handle, "WORK_STATUS")
         if requests:
-            status = {"handle": job_handle.rstrip(b"\0").decode("utf-8", "surrogateescape"),
+            status = {"handle": handle_text(job_handle),
                       "known": True, "running": True,
                       "numerator": parse_number(numerator),
                       "denominator": parse_number(denominator),
@@ -301,7 +296,7 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
 
     def _finish(self, job_handle: bytes, command: str) -> Any:
         """The request a terminal packet belongs to, removed from the handle map."""
-        handle = _handle_key(job_handle)
+        handle = handle_text(job_handle)
         requests = self._requests_for(job_handle, command)
         if not requests:
             return None

@@ -14,6 +14,7 @@ from typing import Deque, Iterator, Optional, Tuple, Type, Union
 from gearman import errors
 from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_GEARMAN_PORT, DEFAULT_MAX_PACKET_SIZE
 from gearman.protocol import REQ, RES, Command, Event, PacketParser, pack_header_and_body
+from gearman.util import format_address
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,7 @@ class GearmanConnection:
     # -- identity -------------------------------------------------------
     @property
     def address(self) -> str:
-        host = self.gearman_host
-        return f"[{host}]:{self.gearman_port}" if ":" in host else f"{host}:{self.gearman_port}"
+        return format_address(self.gearman_host, self.gearman_port)
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "disconnected"

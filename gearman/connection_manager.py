@@ -16,7 +16,7 @@ from gearman import errors
 from gearman.command_handler import GearmanCommandHandler
 from gearman.connection import GearmanConnection
 from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE
-from gearman.encoders import DataEncoder
+from gearman.encoders import DataEncoder, to_wire_bytes
 from gearman.job import GearmanJob, GearmanJobRequest
 from gearman.util import Backoff, Deadline, HostAddress, parse_host, parse_host_list
 
@@ -149,6 +149,17 @@ class GearmanConnectionManager:
             self._drop(connection, exc)
             return False
         return True
+
+    def encode_payload(self, data: Any) -> bytes:
+        """``data`` as the bytes to send, by :attr:`data_encoder` (``str`` as UTF-8)."""
+        payload = self.data_encoder.encode(data)
+        if type(payload) is not bytes:
+            payload = to_wire_bytes(payload, getattr(self.data_encoder, "__name__",
+                                                     "data_encoder"))
+        if len(payload) > self.max_packet_size:
+            raise ValueError(f"data is {len(payload)} bytes, above max_packet_size="
+                             f"{self.max_packet_size}")
+        return payload
 
     def handler_initial_state(self) -> Dict[str, Any]:
         """Keyword arguments for each new handler's ``initial_state``."""

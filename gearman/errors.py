@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from gearman.util import format_address
+
 
 class GearmanError(Exception):
     """Base class for every error the library raises on purpose."""
@@ -22,7 +24,7 @@ class ConnectionError(GearmanError):
     def __str__(self) -> str:
         if not self.host:
             return self.reason
-        return f"gearmand at {self.host}:{self.port}: {self.reason}"
+        return f"gearmand at {format_address(self.host, self.port)}: {self.reason}"
 
 
 class ServerUnavailable(GearmanError):

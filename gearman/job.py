@@ -147,8 +147,7 @@ class GearmanJobRequest:
     @property
     def finished(self) -> bool:
         """Nothing more will happen without a new submission: complete or connection failed."""
-        return self.connection_failed or self.state in (
-            _BACKGROUND_DONE if self.background else _FOREGROUND_DONE)
+        return self.connection_failed or self.complete
 
     def reset(self) -> None:
         """Forget the last attempt, so the request can be submitted again."""

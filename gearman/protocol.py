@@ -428,7 +428,6 @@ class AdminReplyReader:
             return text
         if line.crlf and (text.startswith("ERR ") or text == "ERR"):
             return text
-            return text
         if text == ".":
             return self._lines
         self._lines.append(text)

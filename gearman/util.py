@@ -7,6 +7,17 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from gearman.constants import DEFAULT_GEARMAN_PORT
 
+
+def format_address(host: str, port: int) -> str:
+    """``host:port``, with IPv6 literals in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def handle_text(job_handle: bytes) -> str:
+    """A job handle from the wire as the ``str`` kept in ``job.handle`` (a trailing
+    NUL, as on gearmand's converted WORK_FAIL, is not part of it)."""
+    return job_handle.rstrip(b"\0").decode("utf-8", "surrogateescape")
+
 HostSpec = Union[str, Tuple[str, int], Dict[str, Any]]
 
 _TLS_KEYS = {"host", "port", "keyfile", "certfile", "ca_certs"}
@@ -26,8 +37,7 @@ class HostAddress:
     @property
     def address(self) -> str:
         """``host:port``, with IPv6 literals in brackets."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return format_address(self.host, self.port)
 
     def __repr__(self) -> str:
         return f"HostAddress({self.address!r}{', tls' if self.tls else ''})"

@@ -14,7 +14,6 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 from gearman import errors
 from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import DEFAULT_WORKER_POLL_TIMEOUT
-from gearman.encoders import to_wire_bytes
 from gearman.protocol import Command
 from gearman.util import Backoff, Deadline, check_name, to_bytes, to_text
 from gearman.worker_handler import GearmanWorkerCommandHandler
@@ -238,12 +237,13 @@ class GearmanWorker(GearmanConnectionManager):
     def send_job_data(self, current_job: Any, data: Any, poll_timeout: Optional[float] = None
                       ) -> None:
         """Partial result (WORK_DATA), sent before this returns."""
-        self._send_update(current_job, Command.WORK_DATA, self._encode(data), poll_timeout)
+        self._send_update(current_job, Command.WORK_DATA, self.encode_payload(data), poll_timeout)
 
     def send_job_warning(self, current_job: Any, data: Any,
                          poll_timeout: Optional[float] = None) -> None:
         """Warning (WORK_WARNING), sent before this returns."""
-        self._send_update(current_job, Command.WORK_WARNING, self._encode(data), poll_timeout)
+        self._send_update(current_job, Command.WORK_WARNING, self.encode_payload(data),
+                          poll_timeout)
 
     def send_job_status(self, current_job: Any, numerator: Any, denominator: Any,
                         poll_timeout: Optional[float] = None) -> None:
@@ -255,7 +255,7 @@ class GearmanWorker(GearmanConnectionManager):
     def send_job_complete(self, current_job: Any, data: Any,
                           poll_timeout: Optional[float] = None) -> None:
         """Success (WORK_COMPLETE); goes out with the next poll."""
-        self._send_final(current_job, Command.WORK_COMPLETE, (self._encode(data),))
+        self._send_final(current_job, Command.WORK_COMPLETE, (self.encode_payload(data),))
 
     def send_job_failure(self, current_job: Any, poll_timeout: Optional[float] = None) -> None:
         """Failure without details (WORK_FAIL)."""
@@ -270,16 +270,6 @@ class GearmanWorker(GearmanConnectionManager):
     def job_finished(self, current_job: Any) -> bool:
         """True once a WORK_COMPLETE, WORK_FAIL or WORK_EXCEPTION was sent for the job."""
         return (id(current_job.connection), current_job.handle) in self._finished_handles
-
-    def _encode(self, data: Any) -> bytes:
-        payload = self.data_encoder.encode(data)
-        if type(payload) is not bytes:
-            payload = to_wire_bytes(payload, getattr(self.data_encoder, "__name__",
-                                                     "data_encoder"))
-        if len(payload) > self.max_packet_size:
-            raise ValueError(f"data is {len(payload)} bytes, above max_packet_size="
-                             f"{self.max_packet_size}")
-        return payload
 
     def _send(self, current_job: Any, command: Command, fields: Tuple[bytes, ...]) -> bool:
         connection = current_job.connection

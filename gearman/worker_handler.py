@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional
 
 from gearman.command_handler import GearmanCommandHandler
 from gearman.protocol import Command
-from gearman.util import to_text
+from gearman.util import handle_text, to_text
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
         self.grab_outstanding = False
         self.jobs_held += 1
         self.connection_manager.on_job_assigned(
-            self, job_handle.rstrip(b"\0").decode("utf-8", "surrogateescape"),
+            self, handle_text(job_handle),
             task.decode("utf-8", "surrogateescape"),
             None if unique is None else unique.decode("utf-8", "surrogateescape"),
             None if reducer is None else to_text(reducer), data)
