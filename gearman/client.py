@@ -16,7 +16,6 @@ from gearman.client_handler import GearmanClientCommandHandler, StatusQuery
 from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import (JOB_CREATED, JOB_FAILED, JOB_PENDING, JOB_UNKNOWN, MAX_UNIQUE_LENGTH,
                                PRIORITIES, PRIORITY_NONE)
-from gearman.job import GearmanJobRequest
 from gearman.util import Deadline, check_name, to_bytes, to_text
 
 #: gearmand keeps a job handle in 64 bytes with its NUL; a longer GET_STATUS
@@ -229,20 +228,11 @@ class GearmanClient(GearmanConnectionManager):
             # connect attempt per server, not 100,000).  Otherwise the backoff stands,
             # and requests fail over to the live servers without waiting on dead ones.
             self._retry_at.clear()
-        send, needs_sending = self.send_job_request, self._needs_sending
-        default_reset = GearmanJobRequest.reset
         for request in requests:
-            job = request.gearman_job
-            if request.state == JOB_UNKNOWN and job.handle is None and job.connection is None \
-                    and request.accepted_by is None and not request.connection_failed \
-                    and getattr(type(request), "reset", None) is default_reset:
-                request.timed_out = False  # a new request: nothing else to reset
-            elif needs_sending(request):
+            if self._needs_sending(request):
                 request.reset()
-            else:
-                continue
-            request.connection_attempts = 0
-            send(request)
+                request.connection_attempts = 0
+                self.send_job_request(request)
         # Through the overridable 2.x methods, the timeout passed positionally, so an
         # override written with timeout= or poll_timeout= sees every wait (API.md).
         self.wait_until_jobs_accepted(requests, deadline.remaining())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, Optional, Tuple
 
 from gearman.command_handler import GearmanCommandHandler
 from gearman.constants import JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_PENDING, JOB_UNKNOWN
@@ -34,6 +34,14 @@ def parse_number(value: bytes) -> Any:
             return float(value)
         except ValueError:
             return 0
+
+
+def _status(handle: str, known: bytes, running: bytes, numerator: bytes,
+            denominator: bytes) -> Dict[str, Any]:
+    """A job's status dict, as STATUS_RES and WORK_STATUS report it."""
+    return {"handle": handle, "known": known == b"1", "running": running == b"1",
+            "numerator": parse_number(numerator), "denominator": parse_number(denominator),
+            "time_received": time.time()}
 
 
 class StatusQuery:
@@ -210,12 +218,8 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
     def recv_status_res(self, job_handle: bytes, known: bytes, running: bytes,
                         numerator: bytes, denominator: bytes) -> None:
         query = self._pop_expected(_STATUS, "STATUS_RES")
-        query.result = {
-            "handle": handle_text(job_handle),
-            "known": known == b"1", "running": running == b"1",
-            "numerator": parse_number(numerator), "denominator": parse_number(denominator),
-            "time_received": time.time(),
-        }
+        query.result = _status(handle_text(job_handle), known, running, numerator,
+                               denominator)
         query.done = True
         if query.request is not None:
             query.request.status = query.result
@@ -241,49 +245,44 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
         self.connection_manager.note_status(query)
 
     # -- work updates, matched by handle -----------------------------------------------
-    def _requests_for(self, job_handle: bytes, command: str) -> Optional[List[Any]]:
+    def _held(self, job_handle: bytes, command: str) -> Tuple[str, Any]:
+        """The handle as text and what the map holds for it: a request, a list of
+        coalesced requests, or None (logged: an unknown handle is dropped)."""
         handle = handle_text(job_handle)
         held = self._requests_by_handle.get(handle)
         if held is None:
             log.warning("gearmand at %s sent %s for unknown job handle %r; dropped",
                         self.server, command, handle)
-            return None
-        return held if type(held) is list else [held]
+        return handle, held
 
-    def _next_of(self, job_handle: bytes, requests: List[Any]) -> Any:
+    def _next_of(self, handle: str, held: Any) -> Any:
         """With coalesced requests the server repeats each update once per submission;
         hand the copies out in turn so every request sees each update once."""
-        if len(requests) == 1:
-            return requests[0]
-        handle = handle_text(job_handle)
+        if type(held) is not list:
+            return held
         turn = self._rotation.get(handle, 0)
         self._rotation[handle] = turn + 1
-        return requests[turn % len(requests)]
+        return held[turn % len(held)]
 
     def recv_work_data(self, job_handle: bytes, data: bytes) -> None:
-        requests = self._requests_for(job_handle, "WORK_DATA")
-        if requests:
-            request = self._next_of(job_handle, requests)
+        handle, held = self._held(job_handle, "WORK_DATA")
+        if held is not None:
+            request = self._next_of(handle, held)
             request.data_updates.append(self._decode(data, "WORK_DATA"))
             self.connection_manager.note_updated(request)
 
     def recv_work_warning(self, job_handle: bytes, data: bytes) -> None:
-        requests = self._requests_for(job_handle, "WORK_WARNING")
-        if requests:
-            request = self._next_of(job_handle, requests)
+        handle, held = self._held(job_handle, "WORK_WARNING")
+        if held is not None:
+            request = self._next_of(handle, held)
             request.warning_updates.append(self._decode(data, "WORK_WARNING"))
             self.connection_manager.note_updated(request)
 
     def recv_work_status(self, job_handle: bytes, numerator: bytes, denominator: bytes) -> None:
-        requests = self._requests_for(job_handle, "WORK_STATUS")
-        if requests:
-            status = {"handle": handle_text(job_handle),
-                      "known": True, "running": True,
-                      "numerator": parse_number(numerator),
-                      "denominator": parse_number(denominator),
-                      "time_received": time.time()}
-            for request in requests:
-                request.status = dict(status)
+        handle, held = self._held(job_handle, "WORK_STATUS")
+        if held is not None:
+            for request in held if type(held) is list else (held,):
+                request.status = _status(handle, b"1", b"1", numerator, denominator)
                 self.connection_manager.note_updated(request)
 
     def _decode(self, data: bytes, command: str) -> Any:
@@ -296,12 +295,13 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
 
     def _finish(self, job_handle: bytes, command: str) -> Any:
         """The request a terminal packet belongs to, removed from the handle map."""
-        handle = handle_text(job_handle)
-        requests = self._requests_for(job_handle, command)
-        if not requests:
-            return None
-        request = requests.pop(0)
-        if not requests:
+        handle, held = self._held(job_handle, command)
+        if type(held) is not list:
+            if held is not None:
+                del self._requests_by_handle[handle]
+            return held
+        request = held.pop(0)
+        if not held:
             del self._requests_by_handle[handle]
             self._rotation.pop(handle, None)
         return request
