@@ -9,13 +9,13 @@ import collections
 import sys
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from gearman import errors
 from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import DEFAULT_WORKER_POLL_TIMEOUT
 from gearman.protocol import Command
-from gearman.util import Backoff, Deadline, check_name, to_bytes, to_text
+from gearman.util import Backoff, check_name, to_bytes, to_text
 from gearman.worker_handler import GearmanWorkerCommandHandler
 
 #: How long send_job_data/status/warning may wait for a slow server.
@@ -55,12 +55,12 @@ class GearmanWorker(GearmanConnectionManager):
         self._pass_worker: Dict[str, bool] = {}
         self._jobs: Deque[Tuple[Any, Any]] = collections.deque()
         self._current_job: Any = None
-        self._finished_handles: Set[Tuple[int, str]] = set()
+        #: the job whose final answer (COMPLETE, FAIL, EXCEPTION) went out last
+        self._finished_job: Any = None
         self._stop_requested = False
         self._working = False
         self._last_grabbed: Any = None  # the next GRAB looks at the servers after it
         self._work_thread: Optional[int] = None
-        self._reconnect_hook_overridden = False
         #: registrations the work loop sends next (made from another thread or a callback)
         self._pending_sends: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque()
 
@@ -123,8 +123,8 @@ class GearmanWorker(GearmanConnectionManager):
         if poll_timeout is not None and poll_timeout < 0:
             raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
         self._stop_requested = False
-        self._reconnect_hook_overridden = (type(self).establish_worker_connections
-                                           is not GearmanWorker.establish_worker_connections)
+        reconnect_hook_overridden = (type(self).establish_worker_connections
+                                     is not GearmanWorker.establish_worker_connections)
         self._work_thread = threading.get_ident()
         self._working = True
         continue_working = True
@@ -135,7 +135,7 @@ class GearmanWorker(GearmanConnectionManager):
                 # ended work(), so no job is taken only to be given back.
                 if self._pending_sends:
                     self._send_pending()
-                if self._reconnect_hook_overridden:
+                if reconnect_hook_overridden:
                     self.establish_worker_connections()  # a 2.x override runs every pass
                 else:
                     for connection in self.connection_list:
@@ -269,7 +269,7 @@ class GearmanWorker(GearmanConnectionManager):
 
     def job_finished(self, current_job: Any) -> bool:
         """True once a WORK_COMPLETE, WORK_FAIL or WORK_EXCEPTION was sent for the job."""
-        return (id(current_job.connection), current_job.handle) in self._finished_handles
+        return current_job is self._finished_job
 
     def _send(self, current_job: Any, command: Command, fields: Tuple[bytes, ...]) -> bool:
         connection = current_job.connection
@@ -293,14 +293,13 @@ class GearmanWorker(GearmanConnectionManager):
             fields = (fields,)
         if self._send(current_job, command, fields):
             limit = UPDATE_SEND_TIMEOUT if poll_timeout is None else poll_timeout
-            self.flush_connections([current_job.connection], Deadline(limit).remaining())
+            self.flush_connections([current_job.connection], limit)
 
     def _send_final(self, current_job: Any, command: Command, fields: Tuple[bytes, ...]) -> None:
-        key = (id(current_job.connection), current_job.handle)
-        if key in self._finished_handles:
+        if current_job is self._finished_job:
             raise errors.InvalidWorkerState(f"job {current_job.handle} (task "
                                             f"{current_job.task!r}) was already finished")
-        self._finished_handles.add(key)
+        self._finished_job = current_job
         self._send(current_job, command, fields)
 
     # -- called by handlers ---------------------------------------------------------------
@@ -315,7 +314,6 @@ class GearmanWorker(GearmanConnectionManager):
         except Exception as exc:  # the data encoder could not decode the payload
             self.log.error("job %s (task %r) from %s: cannot decode its data: %r", handle, task,
                            handler.server, exc)
-            handler.jobs_held -= 1
             handler.send_command(Command.WORK_EXCEPTION, handle.encode("utf-8", "surrogateescape"),
                                  f"data not decodable: {exc!r}".encode())
             return
@@ -325,8 +323,7 @@ class GearmanWorker(GearmanConnectionManager):
         self._jobs.append((handler, job))
 
     def on_connection_lost(self, handler: Any) -> None:
-        if any(held is handler for held, _ in self._jobs):
-            self._jobs = collections.deque((h, j) for h, j in self._jobs if h is not handler)
+        if self._forget_jobs(handler):
             self.log.warning("jobs assigned by %s dropped with its connection; gearmand "
                              "re-queues them", handler.server)
 
@@ -357,16 +354,17 @@ class GearmanWorker(GearmanConnectionManager):
             send_name, args = self._pending_sends.popleft()
             for handler in self._live_handlers():
                 self._safely(handler, getattr(handler, send_name), *args)
-                if send_name == "send_cant_do":
-                    self._drop_jobs_of(handler, args[0])
+                if send_name == "send_cant_do":  # gearmand re-queued its held jobs
+                    self._forget_jobs(handler, args[0])
 
-    def _drop_jobs_of(self, handler: Any, task: str) -> None:
-        """Forget jobs of ``task`` held from ``handler``: gearmand re-queued them on CANT_DO."""
-        dropped = [job for held, job in self._jobs if held is handler and job.task == task]
-        if dropped:
-            self._jobs = collections.deque((h, j) for h, j in self._jobs
-                                           if not (h is handler and j.task == task))
-            handler.jobs_held -= len(dropped)
+    def _forget_jobs(self, handler: Any, task: Optional[str] = None) -> int:
+        """Drop the jobs assigned by ``handler`` and not yet run (of ``task`` only, if
+        given): gearmand gives them to another worker.  Returns how many."""
+        kept = collections.deque((h, j) for h, j in self._jobs
+                                 if h is not handler or (task is not None and j.task != task))
+        dropped = len(self._jobs) - len(kept)
+        self._jobs = kept
+        return dropped
 
     def _safely(self, handler: Any, send: Callable[..., None], *args: Any) -> None:
         try:
@@ -387,14 +385,13 @@ class GearmanWorker(GearmanConnectionManager):
         handlers = self._live_handlers()
         if len(handlers) == 1:  # one server: no turns, no patience to weigh
             handler = handlers[0]
-            if handler.may_have_work and not (handler.jobs_held or handler.grab_outstanding):
+            if handler.may_have_work and not handler.grab_outstanding:
                 self._last_grabbed = handler
                 self._safely(handler, handler.grab)
             return
         now = time.monotonic()
         for handler in handlers:
-            if handler.jobs_held or (handler.grab_outstanding
-                                     and now - handler.grab_sent_at < self.grab_patience):
+            if handler.grab_outstanding and now - handler.grab_sent_at < self.grab_patience:
                 return
         # Start after the server grabbed last, so busy servers take turns.
         start = next((i + 1 for i, h in enumerate(handlers) if h is self._last_grabbed), 0)
@@ -422,7 +419,6 @@ class GearmanWorker(GearmanConnectionManager):
 
     def _run_next_job(self) -> None:
         handler, job = self._jobs.popleft()
-        handler.jobs_held -= 1
         if not job.connection.connected:
             return
         if job.task not in self.worker_abilities:
@@ -431,24 +427,22 @@ class GearmanWorker(GearmanConnectionManager):
                           "re-queued it on CANT_DO", job.handle, job.task, handler.server)
             return
         self._current_job = job
-        key = (id(job.connection), job.handle)
-        self._finished_handles.discard(key)
+        self._finished_job = None
         try:
             self.on_job_execute(job)  # its return value is ignored, as in 2.x
         except Exception as exc:  # an overridden hook failed: fail the job, keep working
             self.log.error("job %s (task %r): on_job_execute raised %s", job.handle, job.task,
                            type(exc).__name__, exc_info=True)
-            if key not in self._finished_handles:
-                self._finished_handles.add(key)
-                self._send(job, Command.WORK_EXCEPTION,
-                           (f"{type(exc).__name__}: {exc}".encode("utf-8", "replace"),))
+            if self._finished_job is not job:
+                self._send_final(job, Command.WORK_EXCEPTION,
+                                 (f"{type(exc).__name__}: {exc}".encode("utf-8", "replace"),))
         finally:
             self._current_job = None
-        if key not in self._finished_handles:
+        if self._finished_job is not job:
             self.log.error("job %s (task %r) ended without a result; sending WORK_FAIL",
                            job.handle, job.task)
-            self._send(job, Command.WORK_FAIL, ())
-        self._finished_handles.discard(key)
+            self._send_final(job, Command.WORK_FAIL, ())
+        self._finished_job = None  # do not keep the job alive until the next one
 
 
 def _whole(value: Any, name: str) -> int:

@@ -28,10 +28,11 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
         #: a GRAB is on the wire and its answer has not come yet, sent at this time
         self.grab_outstanding = False
         self.grab_sent_at = 0.0
-        #: PRE_SLEEP was sent and no NOOP has come since
-        self.sleeping = False
-        #: jobs from this connection that are assigned but not yet finished
-        self.jobs_held = 0
+
+    @property
+    def sleeping(self) -> bool:
+        """PRE_SLEEP was sent and no NOOP has come since: nothing to grab, none asked."""
+        return not (self.may_have_work or self.grab_outstanding)
 
     # -- lifecycle -------------------------------------------------------------
     def initial_state(self, abilities: Optional[Dict[str, Optional[float]]] = None,
@@ -71,20 +72,17 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
     def grab(self) -> None:
         self.grab_outstanding = True
         self.grab_sent_at = time.monotonic()
-        self.sleeping = False
         self.send_command(self.grab_command)
 
     # -- answers ----------------------------------------------------------------------
     def recv_noop(self) -> None:
         """A hint, not a job: it may be stale or duplicated (protocol.md §8.7)."""
-        self.sleeping = False
         self.may_have_work = True
         self.connection_manager.note_may_have_work(self)
 
     def recv_no_job(self) -> None:
         self.grab_outstanding = False
         self.may_have_work = False
-        self.sleeping = True
         # The server answers NOOP at once if a job arrived meanwhile.
         self.send_command(Command.PRE_SLEEP)
         self.connection_manager.note_may_have_work(self)  # try the next server
@@ -92,7 +90,6 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
     def _assigned(self, job_handle: bytes, task: bytes, unique: Optional[bytes],
                   reducer: Optional[bytes], data: bytes) -> None:
         self.grab_outstanding = False
-        self.jobs_held += 1
         self.connection_manager.on_job_assigned(
             self, handle_text(job_handle),
             task.decode("utf-8", "surrogateescape"),
