@@ -96,15 +96,9 @@ class GearmanAdminClient(GearmanConnectionManager):
         if poll_timeout is not None and (isinstance(poll_timeout, bool) or poll_timeout < 0):
             raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
         self.poll_timeout = poll_timeout
-        self._connect_errors: Dict[Any, BaseException] = {}
 
     def note_status(self, query: AdminQuery) -> None:
         """Handlers report each answered query; a wait checks its own ``query.done``."""
-
-    def _note_failure(self, connection: Any, exc: BaseException) -> None:
-        # Kept so a failed admin call can say why (refused, timed out, TLS...).
-        self._connect_errors[connection] = exc
-        super()._note_failure(connection, exc)
 
     # -- plumbing ------------------------------------------------------------------------
     def _connection_for(self, server: Any) -> Any:
@@ -121,11 +115,10 @@ class GearmanAdminClient(GearmanConnectionManager):
             self.poll_connections_once([connection], 0)
         if not connection.connected:
             remaining = deadline.remaining() if deadline else self.poll_timeout
-            # An admin call is explicit: try now, even while the server is backed off.
-            self._retry_at.pop(connection, None)
-            self._connect_errors.pop(connection, None)
+            # An admin call is explicit: establish_connection tries now, backoff or not.
+            self._last_failure.pop(connection, None)
             if not self.establish_connection(connection, remaining):
-                why = self._connect_errors.pop(connection, None)
+                why = self._last_failure.pop(connection, None)
                 reason = getattr(why, "reason", None) or str(why or "connection failed")
                 raise errors.ConnectionError(connection.gearman_host, connection.gearman_port,
                                              f"cannot connect for an admin command: {reason}")

@@ -56,6 +56,10 @@ class GearmanClient(GearmanConnectionManager):
     """
 
     command_handler_class = GearmanClientCommandHandler
+    #: Losing an established connection costs its requests a try, not the server its
+    #: next connect: a retry (``max_retries``) reconnects at once; only a refused
+    #: connect backs the server off.
+    backoff_after_drop = False
 
     def __init__(self, host_list: Any = None, random_unique_bytes: int = 16,
                  **options: Any) -> None:
@@ -302,13 +306,6 @@ class GearmanClient(GearmanConnectionManager):
         current_request.connection_attempts += 1
         current_request.job.connection = connection
         self._handlers[connection].send_job_request(current_request)
-
-    def handle_error(self, current_connection: Any, exc: Optional[BaseException] = None) -> None:
-        """Drop a failed connection.  Losing an established connection costs its
-        requests a try, not the server its next connect: a retry (``max_retries``)
-        reconnects at once; only a refused connect backs the server off."""
-        super().handle_error(current_connection, exc)
-        self._retry_at.pop(current_connection, None)
 
     def _retry(self, request: Any) -> bool:
         """Send a request whose connection failed again, if it has tries left."""

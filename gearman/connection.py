@@ -156,22 +156,8 @@ class GearmanConnection:
             raise self._error(f"cannot send {command.name}: not connected")
         if self.trace:
             log.debug("%s <- %s %r", self.address, command.name, args)
-        size = len(payload)
-        if size >= _BY_REFERENCE:
-            self._queue(header)
-            self._queue(payload)
-            return
-        out = self._out
-        if out and type(out[-1]) is bytearray:
-            tail = out[-1]
-            tail += header
-            tail += payload
-        else:
-            tail = bytearray(header)
-            tail += payload
-            out.append(tail)
-        self._out_size += len(header) + size
-        if self._out_size >= self._flush_at:
+        self._queue(header, payload)
+        if self._out_size >= self._flush_at and len(payload) < _BY_REFERENCE:
             self._flush_early()
 
     def _flush_early(self) -> None:
@@ -190,15 +176,22 @@ class GearmanConnection:
             raise self._error(f"cannot send {line!r}: not connected")
         self._queue(line)
 
-    def _queue(self, data: Chunk) -> None:
+    def _queue(self, head: Chunk, payload: Chunk = b"") -> None:
+        """Append to the outgoing buffer.  ``head`` (a packet header with the fields
+        before the payload, or an admin line: always small) joins the last bytearray;
+        a payload of _BY_REFERENCE bytes or more is queued by reference, never copied."""
         out = self._out
-        self._out_size += len(data)
-        if len(data) >= _BY_REFERENCE:
-            out.append(data)
-        elif out and type(out[-1]) is bytearray:
-            out[-1] += data  # type: ignore[operator]
+        self._out_size += len(head) + len(payload)
+        if out and type(out[-1]) is bytearray:
+            tail = out[-1]
+            tail += head
         else:
-            out.append(bytearray(data))
+            tail = bytearray(head)
+            out.append(tail)
+        if len(payload) >= _BY_REFERENCE:
+            out.append(payload)
+        elif payload:
+            tail += payload
 
     @property
     def wants_write(self) -> bool:

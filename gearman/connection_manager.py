@@ -42,6 +42,9 @@ class GearmanConnectionManager:
     selector_class: Any = selectors.DefaultSelector
     #: what using a closed object raises (each role has its own 2.x error class)
     closed_error: Any = errors.InvalidClientState
+    #: whether losing an established connection backs its server off like a refused
+    #: connect (the client reconnects at once instead: see GearmanClient)
+    backoff_after_drop = True
 
     def __init__(self, host_list: Any = None, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                  keepalive: bool = False, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
@@ -59,6 +62,7 @@ class GearmanConnectionManager:
         self._failures: Dict[Any, int] = {}
         self._errors: Dict[Any, BaseException] = {}  # why a connection is being dropped
         self._retry_at: Dict[Any, float] = {}
+        self._last_failure: Dict[Any, BaseException] = {}  # why a connection last failed
         self.reconnect_backoff = Backoff(base=0.1, cap=5.0)
         self._selector = self.selector_class()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -165,9 +169,14 @@ class GearmanConnectionManager:
         """Keyword arguments for each new handler's ``initial_state``."""
         return {}
 
-    def _note_failure(self, connection: Any, exc: BaseException) -> None:
+    def _note_failure(self, connection: Any, exc: BaseException, backoff: bool = True) -> None:
         failures = self._failures.get(connection, 0) + 1
         self._failures[connection] = failures
+        self._last_failure[connection] = exc
+        if not backoff:
+            self._retry_at.pop(connection, None)
+            self.log.warning("%s (try %d; may reconnect at once)", exc, failures)
+            return
         delay = self.reconnect_backoff.compute(failures)
         self._retry_at[connection] = time.monotonic() + delay
         self.log.warning("%s (try %d; next in %.2fs)", exc, failures, delay)
@@ -185,13 +194,27 @@ class GearmanConnectionManager:
         """Close a failed connection, log why, and tell its handler."""
         connection = current_connection
         exc = exc or self._errors.pop(connection, None)
+        handler = self._detach(connection)
+        self._note_failure(connection, exc or errors.ConnectionError(
+            connection.gearman_host, connection.gearman_port, "connection failed"),
+            backoff=self.backoff_after_drop)
+        if handler is not None:
+            handler.on_io_error()
+
+    def _detach(self, connection: Any) -> Any:
+        """Close ``connection``, out of the poll loop, and return its former handler."""
         self._forget(connection)
         handler = self._handlers.pop(connection, None)
         connection.close()
-        self._note_failure(connection, exc or errors.ConnectionError(
-            connection.gearman_host, connection.gearman_port, "connection failed"))
-        if handler is not None:
-            handler.on_io_error()
+        return handler
+
+    def _set_interest(self, connection: Any, events: int) -> None:
+        """Register ``connection`` with the selector for ``events``, or change them."""
+        if connection in self._interest:
+            self._selector.modify(connection, events, connection)
+        else:
+            self._selector.register(connection, events, connection)
+        self._interest[connection] = events
 
     def _forget(self, connection: Any) -> None:
         if self._interest.pop(connection, None) is not None:
@@ -228,11 +251,7 @@ class GearmanConnectionManager:
                 if conn.wants_write:
                     wanted = EVENT_READ | EVENT_WRITE
             if interest.get(conn) != wanted:
-                if conn in interest:
-                    selector.modify(conn, wanted, conn)
-                else:
-                    selector.register(conn, wanted, conn)
-                interest[conn] = wanted
+                self._set_interest(conn, wanted)
             if not buffered:
                 buffered = conn.has_buffered_input()
         ready = selector.select(0 if buffered else timeout)
@@ -261,8 +280,7 @@ class GearmanConnectionManager:
                 if not conn.wants_write and self._interest.get(conn) != EVENT_READ:
                     # Drained: drop write interest now, or select() would report this
                     # socket writable again and again while others are polled (a spin).
-                    self._selector.modify(conn, EVENT_READ, conn)
-                    self._interest[conn] = EVENT_READ
+                    self._set_interest(conn, EVENT_READ)
             if mask & EVENT_READ:
                 dispatch = handler.dispatch
                 for event in conn.read():
@@ -317,9 +335,7 @@ class GearmanConnectionManager:
     def shutdown(self) -> None:
         """Close every connection.  The object can connect again afterwards."""
         for connection in list(self.connection_list):
-            handler = self._handlers.pop(connection, None)
-            self._forget(connection)
-            connection.close()
+            handler = self._detach(connection)
             if handler is not None:
                 handler.on_io_error()
 

@@ -121,6 +121,9 @@ ARGS: Dict[Command, Tuple[str, ...]] = {
 
 _COMMANDS_BY_CODE: Dict[int, Command] = {int(command): command for command in Command}
 _ARGC_BY_CODE: Dict[int, int] = {int(command): len(ARGS[command]) for command in Command}
+#: code -> (command, argument count): one lookup per packet parsed
+_SPEC_BY_CODE: Dict[int, Tuple[Command, int]] = {
+    int(command): (command, len(ARGS[command])) for command in Command}
 
 #: (background, priority) -> the SUBMIT_* command that expresses it.
 SUBMIT_COMMANDS = {
@@ -321,10 +324,10 @@ class PacketParser:
         magic, code, size = HEADER.unpack_from(buf, pos)
         if magic != self._expect_magic:
             self._raise_bad_magic(magic, code)
-        argc = _ARGC_BY_CODE.get(code)
-        if argc is None:
+        spec = _SPEC_BY_CODE.get(code)
+        if spec is None:
             raise UnknownCommandError(f"unknown command number {code}", command=code)
-        command = _COMMANDS_BY_CODE[code]
+        command, argc = spec
         if size > self.max_packet_size:
             raise ProtocolError(f"{size}-byte packet exceeds the {self.max_packet_size}-byte "
                                 "maximum", command=command)

@@ -157,3 +157,24 @@ def test_host_list_forms_and_errors():
                 "[::1", 42]:
         with pytest.raises(ValueError):
             GearmanConnectionManager([bad])
+
+
+@pytest.mark.parametrize("role, due_at_once", [("GearmanClient", True), ("GearmanWorker", False),
+                                               ("GearmanAdminClient", False)])
+def test_a_dropped_connection_backs_off_by_role(role, due_at_once, caplog):
+    """A client reconnects at once after losing a connection (the request's retry
+    needs it); a worker or admin client backs the server off as after a refused
+    connect.  Either way the failure is logged with what happens next."""
+    import gearman
+    ours, theirs = socket.socketpair()
+    manager = getattr(gearman, role)([])
+    connection = manager.add_connection("127.0.0.1", 4730)
+    connection.use_socket(ours)
+    manager._handlers[connection] = manager.command_handler_class(manager, connection)
+    with caplog.at_level("WARNING"):
+        manager._drop(connection, OSError("test: connection reset"))
+    assert manager.connection_is_due(connection) is due_at_once
+    expected = "may reconnect at once" if due_at_once else "next in"
+    assert any(expected in r.getMessage() for r in caplog.records), caplog.text
+    manager.close()
+    theirs.close()
