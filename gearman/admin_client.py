@@ -136,7 +136,7 @@ class GearmanAdminClient(GearmanConnectionManager):
         self.wait_until_server_responds(query, deadline)
         if query.error is not None:
             raise query.error
-        if not query.done or (query.result is None and query.error is None):
+        if query.result is None:  # answered by the connection's loss
             raise errors.ConnectionError(connection.gearman_host, connection.gearman_port,
                                          f"connection lost waiting for the reply to {command!r}")
         result = query.result
@@ -156,7 +156,7 @@ class GearmanAdminClient(GearmanConnectionManager):
         def keep_polling(any_activity: bool) -> bool:
             return not query.done
 
-        connection = self._connection_for(query.server) if query.server != "?" else None
+        connection = query.connection
         if not query.done:
             self.poll_connections_until_stopped(self.connection_list, keep_polling,
                                                 deadline.remaining())

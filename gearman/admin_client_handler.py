@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import time
 from typing import Any, Deque, NoReturn, Optional
 
 from gearman.command_handler import GearmanCommandHandler
@@ -17,7 +16,8 @@ log = logging.getLogger(__name__)
 class AdminQuery:
     """One admin command in flight and, once answered, its raw reply."""
 
-    __slots__ = ("command", "args", "reader", "result", "error", "done", "sent_at", "server")
+    __slots__ = ("command", "args", "reader", "result", "error", "done", "connection",
+                 "server")
 
     def __init__(self, command: str, *args: Any) -> None:
         self.command, self.args = command, args
@@ -25,7 +25,7 @@ class AdminQuery:
         self.result: Any = None
         self.error: Optional[BaseException] = None
         self.done = False
-        self.sent_at = 0.0
+        self.connection: Any = None  # the connection it was sent on
         self.server = "?"
 
 
@@ -39,8 +39,7 @@ class GearmanAdminClientCommandHandler(GearmanCommandHandler):
         self._queries: Deque[AdminQuery] = collections.deque()
 
     def send_query(self, query: AdminQuery) -> None:
-        query.server = self.server
-        query.sent_at = time.monotonic()
+        query.connection, query.server = self.connection, self.server
         if query.reader is None:
             self.send_command(Command.ECHO_REQ, query.args[0])
         else:

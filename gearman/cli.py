@@ -23,7 +23,7 @@ from gearman.admin_client import GearmanAdminClient
 from gearman.client import GearmanClient
 from gearman.constants import (DEFAULT_CONNECT_TIMEOUT, JOB_COMPLETE, JOB_FAILED, PRIORITY_HIGH,
                                PRIORITY_LOW, PRIORITY_NONE)
-from gearman.util import parse_host
+from gearman.util import Deadline, parse_host
 from gearman.version import __version__
 from gearman.worker import GearmanWorker
 
@@ -320,16 +320,18 @@ def submit_lines(args: argparse.Namespace) -> int:
     jobs = [{"task": args.function, "data": payload, "priority": PRIORITIES[args.priority]}
             for payload in payloads]
     progress = Progress(len(jobs), "jobs")
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    deadline = Deadline(args.timeout)
     with GearmanClient(args.servers) as client:
         requests = client.submit_multiple_jobs(jobs, background=args.background,
                                                wait_until_complete=False,
                                                poll_timeout=args.timeout)
-        pending = [r for r in requests if not (r.complete or r.connection_failed)]
-        while pending and (deadline is None or time.monotonic() < deadline):
+        pending = requests
+        while True:
+            pending = [r for r in pending if not r.finished]
+            if not pending or deadline.expired():
+                break
             progress.update(len(requests) - len(pending))
             client.wait_until_jobs_completed(pending, poll_timeout=0.1)
-            pending = [r for r in pending if not (r.complete or r.connection_failed)]
         progress.close(len(requests) - len(pending))
         failures = 0
         out = sys.stdout.buffer
@@ -397,10 +399,13 @@ def failure_text(request: Any) -> str:
     ``work`` sends), else that it failed without details."""
     if request.exception is not None:
         return str(request.exception)
-    warnings = [w if isinstance(w, bytes) else str(w).encode() for w in request.warning_updates]
-    if warnings:
-        return b"\n".join(warnings).decode("utf-8", "replace")
-    return "WORK_FAIL, no details"
+    return "\n".join(warning_texts(request)) or "WORK_FAIL, no details"
+
+
+def warning_texts(request: Any) -> List[str]:
+    """The job's WORK_WARNING payloads as text."""
+    return [w.decode("utf-8", "replace") if isinstance(w, bytes) else str(w)
+            for w in request.warning_updates]
 
 
 def submit_summary(args: argparse.Namespace, request: Any, server: Optional[str]
@@ -414,8 +419,7 @@ def submit_summary(args: argparse.Namespace, request: Any, server: Optional[str]
         summary["result"] = result.decode("utf-8", "replace")
         summary["result_hex"] = result.hex()
         summary["exception"] = None if request.exception is None else str(request.exception)
-        summary["warnings"] = [w.decode("utf-8", "replace") if isinstance(w, bytes) else str(w)
-                               for w in request.warning_updates]
+        summary["warnings"] = warning_texts(request)
     return summary
 
 
