@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import threading
@@ -330,10 +331,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
                       "peak_rss_kib": peak_rss_kib()}
         print(json.dumps(result), flush=True)
-        sys.stdout.flush()
-        # Skip interpreter teardown (gear's threads, big heaps): it is not measured.
-        import os
-        os._exit(0)
+        os._exit(0)  # skip interpreter teardown (gear's threads, big heaps): not measured
 
 
 if __name__ == "__main__":

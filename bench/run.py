@@ -42,7 +42,7 @@ BASELINE = "pygearman"
 MIB = 1024 * 1024
 
 sys.path.insert(0, ROOT)
-from gearman.testing import GearmandProcess  # noqa: E402  (the working tree's copy)
+from gearman.testing import GearmandProcess, find_gearmand  # noqa: E402  (the working tree's copy)
 
 
 # ---------------------------------------------------------------- scenarios
@@ -104,14 +104,6 @@ def select_scenarios(spec: Optional[str], quick: bool) -> List[Scenario]:
 
 
 # ---------------------------------------------------------------- processes
-class Gearmand(GearmandProcess):
-    """GearmandProcess that logs errors only: at INFO gearmand writes a line per job."""
-
-    def _popen(self, args: List[str], output: str) -> None:
-        super()._popen([("--verbose=ERROR" if a == "--verbose=INFO" else a) for a in args],
-                       output)
-
-
 def python() -> str:
     """The interpreter of bench/.venv if it exists (peers are installed there)."""
     candidate = os.path.join(VENV, "bin", "python")
@@ -214,7 +206,7 @@ class Cell:
     def run(self) -> Dict[str, Any]:
         result: Dict[str, Any] = {"scenario": self.scenario.name, "lib": self.lib,
                                   "rep": self.rep}
-        server = Gearmand(threads=1)
+        server = GearmandProcess(threads=1, verbose="ERROR")  # INFO logs a line per job
         procs: List[subprocess.Popen] = []
         with open(self.log_path, "ab") as log:
             try:
@@ -233,7 +225,7 @@ class Cell:
                 result["log_tail"] = fh.read()[-1500:].decode("utf-8", "replace")
         return result
 
-    def _fast_workers(self, server: Gearmand, procs: List[subprocess.Popen],
+    def _fast_workers(self, server: GearmandProcess, procs: List[subprocess.Popen],
                       log: IO[bytes], count: int) -> None:
         for _ in range(count):
             procs.append(spawn([FAST_WORKER, server.address, "echo"], "gearman", log))
@@ -245,7 +237,7 @@ class Cell:
             finally:
                 admin.close()
 
-    def _client(self, server: Gearmand, procs: List[subprocess.Popen],
+    def _client(self, server: GearmandProcess, procs: List[subprocess.Popen],
                 log: IO[bytes]) -> Dict[str, Any]:
         sc = self.scenario
         self._fast_workers(server, procs, log, sc.fast_workers)
@@ -264,7 +256,7 @@ class Cell:
             data["jobs_per_s"] = sc.jobs / data["elapsed"]
         return data
 
-    def _worker(self, server: Gearmand, procs: List[subprocess.Popen],
+    def _worker(self, server: GearmandProcess, procs: List[subprocess.Popen],
                 log: IO[bytes]) -> Dict[str, Any]:
         sc = self.scenario
         prequeue(server.address, "drain", sc.jobs)
@@ -297,7 +289,7 @@ class Cell:
         return {"ok": True, "elapsed": elapsed, "cpu_s": cpu, "jobs": sc.jobs,
                 "jobs_per_s": sc.jobs / elapsed, "peak_rss_kib": rss}
 
-    def _idle(self, server: Gearmand, procs: List[subprocess.Popen],
+    def _idle(self, server: GearmandProcess, procs: List[subprocess.Popen],
               log: IO[bytes]) -> Dict[str, Any]:
         client = spawn([CELL, "--role", "idle", "--lib", self.lib, "--address", server.address,
                         "--task", "nobody-runs-this"], self.lib, log)
@@ -387,7 +379,7 @@ def machine() -> Dict[str, Any]:
                 break
     with open("/proc/meminfo") as fh:
         mem_kib = int(fh.readline().split()[1])
-    gearmand = subprocess.run([_gearmand_path(), "--version"], stdout=subprocess.PIPE,
+    gearmand = subprocess.run([find_gearmand(), "--version"], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT).stdout.decode().split()
     commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode()
@@ -398,11 +390,6 @@ def machine() -> Dict[str, Any]:
             "python": platform.python_version(),
             "gearmand": gearmand[1] if len(gearmand) > 1 else "?",
             "load_before": os.getloadavg()}
-
-
-def _gearmand_path() -> str:
-    from gearman.testing import find_gearmand
-    return find_gearmand()
 
 
 def versions() -> Dict[str, str]:
@@ -781,16 +768,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     meta["wall_min"] = (time.monotonic() - started) / 60
     meta["load_after"] = os.getloadavg()
     summary = summarise(scenarios, libs, results)
-    full = not args.quick and not args.scenarios and repeat >= 3 and list(libs) == list(LIBS)
-    write_reports(meta, scenarios, libs, summary, results, args, full)
+    write_reports(meta, scenarios, libs, summary, results, args)
     failed = [r for r in results if not r.get("ok")]
     return 1 if failed else 0
 
 
 def write_reports(meta: Dict[str, Any], scenarios: Sequence[Scenario], libs: Sequence[str],
                   summary: Dict[str, Dict[str, Any]], results: Sequence[Dict[str, Any]],
-                  args: argparse.Namespace, full: bool) -> None:
-    """latest.md, latest.json, the chart, and (for a full run) README.rst's table."""
+                  args: argparse.Namespace) -> None:
+    """latest.md, latest.json, the chart, and (for a full run) README.rst's table.
+
+    A full run is every scenario and library, 3 or more runs per cell, not --quick."""
+    full = (not meta.get("quick") and meta["repeat"] >= 3 and list(libs) == list(LIBS)
+            and [s.name for s in scenarios] == [s.name for s in SCENARIOS])
     os.makedirs(args.output, exist_ok=True)
     chart = scaling_chart(scenarios, libs, summary, os.path.join(args.output, "scaling.png"))
     report = markdown(meta, scenarios, libs, summary, meta["repeat"], meta.get("quick", False))
@@ -816,9 +806,7 @@ def rewrite_reports(path: str, args: argparse.Namespace) -> int:
     scenarios = [Scenario(**fields) for fields in data["scenarios"]]
     libs = [lib for lib in LIBS if any(r["lib"] == lib for r in results)]
     summary = summarise(scenarios, libs, results)
-    full = not meta.get("quick") and len(scenarios) == len(SCENARIOS) and \
-        meta["repeat"] >= 3 and libs == list(LIBS)
-    write_reports(meta, scenarios, libs, summary, results, args, full)
+    write_reports(meta, scenarios, libs, summary, results, args)
     return 0
 
 

@@ -160,8 +160,9 @@ class GearmandProcess(_Daemon):
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1",
                  extra_args: Sequence[str] = (), workdir: str | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, verbose: str = "INFO") -> None:
         self.host = host
+        self.verbose = verbose  # gearmand's log level (INFO: a line per job)
         super().__init__(port)
         self.extra_args = list(extra_args)
         self.workdir = workdir
@@ -175,7 +176,7 @@ class GearmandProcess(_Daemon):
         self.log_path = os.path.join(self._dir, "gearmand.log")
         args = [find_gearmand(), f"--listen={self.host}", f"--port={self.port}",
                 f"--pid-file={os.path.join(self._dir, 'gearmand.pid')}",
-                f"--log-file={self.log_path}", "--verbose=INFO"]
+                f"--log-file={self.log_path}", f"--verbose={self.verbose}"]
         if not any(a.startswith("--config-file") for a in self.extra_args):
             conf = os.path.join(self._dir, "gearmand.conf")  # not /etc/gearmand.conf
             open(conf, "a").close()
