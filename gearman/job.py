@@ -150,8 +150,11 @@ class GearmanJobRequest:
         return self.connection_failed or self.complete
 
     def reset(self) -> None:
-        """Forget the last attempt, so the request can be submitted again."""
+        """Forget the last attempt, so the request can be submitted again: its state,
+        result, exception, updates and status (as 2.x's ``initialize_request`` did)."""
         self.state = JOB_UNKNOWN
+        self.result = None
+        self._extras = None
         self.timed_out = False
         self.connection_failed = False
         self.accepted_by = None

@@ -674,3 +674,18 @@ def test_requests_of_a_big_batch_stay_small(offline_client: Any) -> None:
     finally:
         tracemalloc.stop()
     assert per_request < 400, f"{per_request:.0f} bytes per request"
+
+
+def test_a_resubmitted_request_forgets_what_the_last_attempt_left() -> None:
+    """A request refused (say QUEUE_ERROR) and then sent again must not keep the old
+    exception, result, updates or status once the new attempt starts."""
+    request = make_request()
+    request.state, request.result = JOB_FAILED, b"old"
+    request.exception = errors.ServerError("QUEUE_ERROR", "full", SERVER, "SUBMIT_JOB")
+    request.data_updates.append(b"partial")
+    request.warning_updates.append(b"warned")
+    request.status = {"known": True}
+    request.reset()
+    assert (request.state, request.result, request.exception) == (JOB_UNKNOWN, None, None)
+    assert (list(request.data_updates), list(request.warning_updates), request.status) == (
+        [], [], {})
