@@ -37,12 +37,16 @@ VENV = os.path.join(BENCH, ".venv")
 PEERS = os.path.join(VENV, "peers")
 CELL = os.path.join(BENCH, "cell.py")
 FAST_WORKER = os.path.join(BENCH, "fast_worker.py")
-LIBS = ("gearman", "pygearman", "gear", "bare")
+LIBS = ("gearman", "pygearman", "gear", "bare", "cclient")
 BASELINE = "pygearman"
+#: The physical limit every scenario is also read against: the C client on a plain socket.
+REFERENCE = "cclient"
 MIB = 1024 * 1024
 
 sys.path.insert(0, ROOT)
 from gearman.testing import GearmandProcess, find_gearmand  # noqa: E402  (the working tree's copy)
+
+import cbuild  # noqa: E402  (bench/ is this script's directory)
 
 
 # ---------------------------------------------------------------- scenarios
@@ -57,6 +61,7 @@ class Scenario:
     fast_workers: int = 2  # common workers behind a client scenario
     lib_workers: int = 1  # the library's own workers in a worker scenario
     group: str = ""
+    libs: Tuple[str, ...] = ()  # the libraries that run it; () = every one that fits
 
     def quick(self) -> Scenario:
         """The same scenario with a tenth of the jobs, for development runs."""
@@ -89,6 +94,16 @@ SCENARIOS = [
 
 #: Seconds the idle scenario measures (after one second of settling).
 IDLE_WINDOW = 5.0
+
+
+def fits(scenario: Scenario, lib: str) -> bool:
+    """Whether ``lib`` runs in ``scenario``: the C client is a client only, for the
+    modes it has; a scenario may name its libraries (say, an API only one has)."""
+    if scenario.libs and lib not in scenario.libs:
+        return False
+    if lib == REFERENCE:
+        return scenario.kind == "client" and scenario.mode in cbuild.MODES
+    return True
 
 
 def select_scenarios(spec: Optional[str], quick: bool) -> List[Scenario]:
@@ -241,11 +256,13 @@ class Cell:
                 log: IO[bytes]) -> Dict[str, Any]:
         sc = self.scenario
         self._fast_workers(server, procs, log, sc.fast_workers)
-        args = [CELL, "--lib", self.lib, "--address", server.address, "--task", "echo",
-                "--mode", sc.mode, "--jobs", str(sc.jobs), "--size", str(sc.size)]
+        args = [python(), CELL, "--lib", self.lib, "--address", server.address, "--task",
+                "echo", "--mode", sc.mode, "--jobs", str(sc.jobs), "--size", str(sc.size)]
+        if self.lib == REFERENCE:
+            args = cbuild.command(server.address, "echo", sc.mode, sc.jobs, sc.size)
         if self.profile_dir and self.lib == "gearman":
             args += ["--profile", os.path.join(self.profile_dir, f"{sc.name}-{self.rep}.prof")]
-        proc = subprocess.run([python(), *args], env=lib_env(self.lib), cwd=BENCH,
+        proc = subprocess.run(args, env=lib_env(self.lib), cwd=BENCH,
                               stdout=subprocess.PIPE, stderr=log, timeout=self.timeout,
                               stdin=subprocess.DEVNULL)
         lines = proc.stdout.decode().strip().splitlines()
@@ -329,12 +346,14 @@ def prequeue(address: str, task: str, count: int) -> None:
 # ---------------------------------------------------------------- the run
 def plan(scenarios: Sequence[Scenario], libs: Sequence[str],
          repeat: int) -> Iterator[Tuple[Scenario, str, int]]:
-    """Repetitions outermost; within one, libraries take turns in a rotating order."""
+    """Repetitions outermost; within one, libraries take turns in a rotating order
+    (each scenario with the libraries that fit it)."""
     for rep in range(repeat):
         for index, scenario in enumerate(scenarios):
             shift = (rep + index) % len(libs)
             for lib in list(libs[shift:]) + list(libs[:shift]):
-                yield scenario, lib, rep
+                if fits(scenario, lib):
+                    yield scenario, lib, rep
 
 
 def describe_cell(result: Dict[str, Any]) -> str:
@@ -399,6 +418,7 @@ def versions() -> Dict[str, str]:
             "pygearman": "import importlib.metadata as m; print(m.version('pygearman'))",
             "gear": "import importlib.metadata as m; print(m.version('gear'))",
             "bare": "print('protocol only')"}
+    found[REFERENCE] = cbuild.version()
     for lib, snippet in code.items():
         proc = subprocess.run([python(), "-c", snippet], env=lib_env(lib), cwd=BENCH,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -409,11 +429,14 @@ def versions() -> Dict[str, str]:
 # ---------------------------------------------------------------- report
 def summarise(scenarios: Sequence[Scenario], libs: Sequence[str],
               results: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
-    """{scenario: {lib: {median, min, max, rss_mib, runs, errors}}}."""
+    """{scenario: {lib: {median, min, max, rss_mib, runs, errors}}}, for the
+    libraries that fit each scenario."""
     summary: Dict[str, Dict[str, Any]] = {}
     for scenario in scenarios:
         per_lib: Dict[str, Any] = {}
         for lib in libs:
+            if not fits(scenario, lib):
+                continue
             mine = [r for r in results if r["scenario"] == scenario.name and r["lib"] == lib]
             good = [r for r in mine if r.get("ok")]
             row: Dict[str, Any] = {"runs": len(good), "errors": [r.get("error") for r in mine
@@ -444,21 +467,25 @@ def _ratio(row: Dict[str, Any], base: Optional[Dict[str, Any]]) -> str:
 def throughput_table(scenarios: Sequence[Scenario], libs: Sequence[str],
                      summary: Dict[str, Dict[str, Any]]) -> List[str]:
     lines = ["| scenario | library | jobs/s (median) | min | max | peak RSS MiB | "
-             "CPU µs/job | vs pygearman |", "|---|---|--:|--:|--:|--:|--:|--:|"]
+             "CPU µs/job | vs pygearman | vs C client |", "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
     for scenario in scenarios:
         if scenario.kind == "idle":
             continue
         label = f"{scenario.name} ({scenario.jobs:,})"
+        rows = summary[scenario.name]
         for lib in libs:
-            row = summary[scenario.name][lib]
+            row = rows.get(lib)
+            if row is None:  # does not fit this scenario
+                continue
             if "median" not in row:
-                lines.append(f"| {label} | {lib} | failed: {row['errors'][:1]} | | | | | |")
+                lines.append(f"| {label} | {lib} | failed: {row['errors'][:1]} | | | | | | |")
                 continue
             cpu = row.get("cpu_us_per_job")
             lines.append(f"| {label} | {lib} | {row['median']:,.0f} | {row['min']:,.0f} | "
                          f"{row['max']:,.0f} | {row['rss_mib']:.1f} | "
                          f"{'–' if cpu is None else f'{cpu:,.1f}'} | "
-                         f"{_ratio(row, summary[scenario.name].get(BASELINE))} |")
+                         f"{_ratio(row, rows.get(BASELINE))} | "
+                         f"{_ratio(row, rows.get(REFERENCE))} |")
     return lines
 
 
@@ -468,7 +495,9 @@ def idle_table(libs: Sequence[str], summary: Dict[str, Dict[str, Any]]) -> List[
     lines = ["| library | waiting client, % of a core (median, min–max) | "
              "waiting worker, % of a core (median, min–max) |", "|---|--:|--:|"]
     for lib in libs:
-        row = summary["idle"][lib]
+        row = summary["idle"].get(lib)
+        if row is None:
+            continue
         if "median" not in row:
             lines.append(f"| {lib} | failed | failed |")
             continue
@@ -487,17 +516,18 @@ def targets(summary: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional
     """(target, measured, met) for each target of the issue that this run measured."""
     out: List[Tuple[str, str, Optional[bool]]] = []
 
-    def versus(scenario: str, need: float, what: str) -> None:
-        ours, base = _get(summary, scenario, "gearman"), _get(summary, scenario, BASELINE)
+    def versus(scenario: str, need: float, what: str, against: str = BASELINE) -> None:
+        ours, base = _get(summary, scenario, "gearman"), _get(summary, scenario, against)
         if ours and base:
             ratio = ours / base
             # Noise only ever slows a cell down: the best runs' ratio is the
             # least disturbed view, shown beside the median the target is read on.
             best = (_get(summary, scenario, "gearman", "max") or 0) / (
-                _get(summary, scenario, BASELINE, "max") or base)
+                _get(summary, scenario, against, "max") or base)
             bare = _get(summary, scenario, "bare")
             ceiling = f"; protocol-only: {bare / base:.2f}x" if bare else ""
-            out.append((f"{what}: >= {need}x pygearman", f"{ratio:.2f}x "
+            name = "the C client" if against == REFERENCE else against
+            out.append((f"{what}: >= {need}x {name}", f"{ratio:.2f}x "
                         f"({ours:,.0f} vs {base:,.0f} jobs/s; best runs {best:.2f}x{ceiling})",
                         ratio >= need))
 
@@ -510,6 +540,7 @@ def targets(summary: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional
                         rss < limit))
 
     versus("batch", 1.5, "batch of 20,000")
+    versus("batch", 0.85, "batch of 20,000", REFERENCE)
     first, last = _get(summary, "scaling-1k", "gearman"), _get(summary, "scaling-100k", "gearman")
     if first and last:
         out.append(("scaling: jobs/s at 100,000 within 20% of 1,000",
@@ -521,6 +552,7 @@ def targets(summary: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional
     below("payload", 64, "1 MiB payloads, one batch of 200")
     below("payload-window", 64, "1 MiB payloads, 10 at a time")
     versus("sequential", 1.3, "sequential round trips")
+    versus("sequential", 0.9, "sequential round trips", REFERENCE)
     versus("worker-1", 3, "one worker draining")
     if "idle" in summary and "median" in summary["idle"].get("gearman", {}):
         row = summary["idle"]["gearman"]
@@ -566,6 +598,11 @@ How to read this (details in bench/README.md):
   send, match replies; no checks, retries or job objects).  It is the ceiling for a
   Python client or worker on this machine and gearmand, so a target ratio it does
   not reach itself cannot be met by any library in that run.
+- `cclient` is the same in C (`bench/cclient.c`, built with the system compiler):
+  the physical limit of a client on this machine, gearmand and workers.  It runs
+  the client scenarios only; "vs C client" is each row's jobs/s over its, so 1.00x
+  means the client costs nothing measurable and the rest is gearmand, the workers
+  and the kernel.  It checks each result and drops it (its RSS holds no results).
 """
 
 
@@ -573,7 +610,7 @@ def markdown(meta: Dict[str, Any], scenarios: Sequence[Scenario], libs: Sequence
              summary: Dict[str, Dict[str, Any]], repeat: int, quick: bool) -> str:
     vers = meta["versions"]
     head = [
-        "# Benchmark: gearman vs pygearman vs gear",
+        "# Benchmark: gearman vs pygearman vs gear (and a C client)",
         "",
         f"- date: {meta['date']}; command: `{meta['command']}`"
         + (" (quick: a tenth of the jobs)" if quick else ""),
@@ -582,7 +619,7 @@ def markdown(meta: Dict[str, Any], scenarios: Sequence[Scenario], libs: Sequence
         f"{meta['load_before'][0]:.2f} / {meta['load_after'][0]:.2f}",
         f"- Python {meta['python']}; gearmand {meta['gearmand']}; gearman "
         f"{vers.get('gearman')} (commit {meta['commit']}), pygearman {vers.get('pygearman')}, "
-        f"gear {vers.get('gear')}",
+        f"gear {vers.get('gear')}, C client {vers.get(REFERENCE, 'not run')}",
         f"- runs per cell: {repeat}; wall time of the whole run: {meta['wall_min']:.1f} min",
         "",
         "## Throughput and memory",
@@ -614,21 +651,22 @@ def rst_table(scenarios: Sequence[Scenario], libs: Sequence[str],
               summary: Dict[str, Dict[str, Any]], meta: Dict[str, Any]) -> str:
     """The throughput table as an RST grid for README.rst."""
     rows = [("scenario", "library", "jobs/s (median)", "min–max", "peak RSS MiB",
-             "CPU µs/job", "vs pygearman")]
+             "CPU µs/job", "vs pygearman", "vs C client")]
     for scenario in scenarios:
         for lib in libs:
-            row = summary[scenario.name][lib]
+            row = summary[scenario.name].get(lib) or {}
             if "median" not in row:
                 continue
             if scenario.kind == "idle":
                 rows.append((scenario.name, lib, f"idle CPU {row['median']:.2f}% / "
-                             f"{row['worker_median']:.2f}%", "client / worker", "", "", ""))
+                             f"{row['worker_median']:.2f}%", "client / worker", "", "", "", ""))
                 continue
             cpu = row.get("cpu_us_per_job")
             rows.append((f"{scenario.name} ({scenario.jobs:,})", lib, f"{row['median']:,.0f}",
                          f"{row['min']:,.0f}–{row['max']:,.0f}", f"{row['rss_mib']:.1f}",
                          "–" if cpu is None else f"{cpu:,.1f}",
-                         _ratio(row, summary[scenario.name].get(BASELINE))))
+                         _ratio(row, summary[scenario.name].get(BASELINE)),
+                         _ratio(row, summary[scenario.name].get(REFERENCE))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
 
@@ -641,7 +679,8 @@ def rst_table(scenarios: Sequence[Scenario], libs: Sequence[str],
     vers = meta["versions"]
     caption = (f"{meta['date']}, {meta['cpu']} ({meta['cores']} cores), Python "
                f"{meta['python']}, gearmand {meta['gearmand']}, gearman {vers['gearman']}, "
-               f"pygearman {vers['pygearman']}, gear {vers['gear']}; median of "
+               f"pygearman {vers['pygearman']}, gear {vers['gear']}, C client "
+               f"{vers.get(REFERENCE, 'not run')}; median of "
                f"{meta['repeat']} runs.")
     verdicts = ["Targets in this run (``bare``: the same ratio for the protocol alone):", ""]
     for target, measured, met in targets(summary):
@@ -673,8 +712,9 @@ def scaling_chart(scenarios: Sequence[Scenario], libs: Sequence[str],
     series = [s for s in scenarios if s.group == "scaling"]
     if len(series) < 2:
         return None
-    points = {lib: [(s.jobs, summary[s.name][lib].get("median"),
-                     summary[s.name][lib].get("rss_mib")) for s in series] for lib in libs}
+    points = {lib: [(s.jobs, summary[s.name].get(lib, {}).get("median"),
+                     summary[s.name].get(lib, {}).get("rss_mib")) for s in series]
+              for lib in libs}
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -713,13 +753,14 @@ def svg_chart(points: Dict[str, List[Tuple[int, Any, Any]]], path: str) -> str:
         px = pad + (math.log10(x) - lo) / ((hi - lo) or 1) * (width - 2 * pad)
         return f"{px:.1f},{height - pad - y / top * (height - 2 * pad):.1f}"
 
-    colours = ["#1f77b4", "#ff7f0e", "#2ca02c"]
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">',
              f'<text x="{pad}" y="20">jobs/s (median) vs jobs in one batch</text>']
     for i, (lib, pts) in enumerate(points.items()):
         good = " ".join(at(x, y) for x, y, _ in pts if y)
-        parts.append(f'<polyline fill="none" stroke="{colours[i % 3]}" points="{good}"/>')
-        parts.append(f'<text x="{width - 120}" y="{40 + 16 * i}" fill="{colours[i % 3]}">'
+        colour = colours[i % len(colours)]
+        parts.append(f'<polyline fill="none" stroke="{colour}" points="{good}"/>')
+        parts.append(f'<text x="{width - 120}" y="{40 + 16 * i}" fill="{colour}">'
                      f'{lib}</text>')
     parts.append("</svg>")
     with open(path, "w") as fh:
@@ -754,6 +795,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise SystemExit(f"unknown libraries {sorted(set(libs) - set(LIBS))}")
     repeat = args.repeat or (1 if args.quick else 3)
     scenarios = select_scenarios(args.scenarios, args.quick)
+    if REFERENCE in libs:
+        why_not = cbuild.build()
+        if why_not:
+            raise SystemExit(f"{REFERENCE}: {why_not}")
     meta = machine()
     meta["versions"] = versions()
     missing = [lib for lib in libs if meta["versions"][lib] == "not installed"]
