@@ -125,18 +125,19 @@ def python() -> str:
     return candidate if os.path.exists(candidate) else sys.executable
 
 
-def lib_env(lib: str) -> Dict[str, str]:
+def lib_env(lib: str, tree: str = "") -> Dict[str, str]:
     """Environment for a process using ``lib``: pygearman and this project are both
-    the package ``gearman``, so each gets only its own copy on the path."""
+    the package ``gearman``, so each gets only its own copy on the path.  ``tree``:
+    another checkout of this project to measure instead of this one (bench/ab.py)."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
-    env["PYTHONPATH"] = os.path.join(PEERS, "pygearman") if lib == "pygearman" else ROOT
+    env["PYTHONPATH"] = os.path.join(PEERS, "pygearman") if lib == "pygearman" else (tree or ROOT)
     env["PYTHONHASHSEED"] = "0"
     return env
 
 
-def spawn(args: List[str], lib: str, log: IO[bytes]) -> subprocess.Popen:
-    return subprocess.Popen([python(), *args], env=lib_env(lib), cwd=BENCH,
+def spawn(args: List[str], lib: str, log: IO[bytes], tree: str = "") -> subprocess.Popen:
+    return subprocess.Popen([python(), *args], env=lib_env(lib, tree), cwd=BENCH,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
 
 
@@ -212,8 +213,9 @@ class Cell:
     """Runs one (scenario, library, repetition) and returns its measurement dict."""
 
     def __init__(self, scenario: Scenario, lib: str, rep: int, logdir: str,
-                 profile_dir: Optional[str], timeout: float) -> None:
+                 profile_dir: Optional[str], timeout: float, tree: str = "") -> None:
         self.scenario, self.lib, self.rep = scenario, lib, rep
+        self.tree = tree  # another checkout of this project to measure (bench/ab.py)
         self.log_path = os.path.join(logdir, f"{scenario.name}-{lib}-{rep}.log")
         self.profile_dir = profile_dir
         self.timeout = timeout
@@ -262,7 +264,7 @@ class Cell:
             args = cbuild.command(server.address, "echo", sc.mode, sc.jobs, sc.size)
         if self.profile_dir and self.lib == "gearman":
             args += ["--profile", os.path.join(self.profile_dir, f"{sc.name}-{self.rep}.prof")]
-        proc = subprocess.run(args, env=lib_env(self.lib), cwd=BENCH,
+        proc = subprocess.run(args, env=lib_env(self.lib, self.tree), cwd=BENCH,
                               stdout=subprocess.PIPE, stderr=log, timeout=self.timeout,
                               stdin=subprocess.DEVNULL)
         lines = proc.stdout.decode().strip().splitlines()
@@ -282,7 +284,7 @@ class Cell:
             if not admin.wait_for("drain", lambda row: row[0] == sc.jobs, 30, 0.02):
                 raise RuntimeError(f"gearmand does not show {sc.jobs} queued jobs")
             workers = [spawn([CELL, "--role", "worker", "--lib", self.lib, "--address",
-                              server.address, "--task", "drain"], self.lib, log)
+                              server.address, "--task", "drain"], self.lib, log, self.tree)
                        for _ in range(sc.lib_workers)]
             procs.extend(workers)
             for worker in workers:
@@ -309,9 +311,9 @@ class Cell:
     def _idle(self, server: GearmandProcess, procs: List[subprocess.Popen],
               log: IO[bytes]) -> Dict[str, Any]:
         client = spawn([CELL, "--role", "idle", "--lib", self.lib, "--address", server.address,
-                        "--task", "nobody-runs-this"], self.lib, log)
+                        "--task", "nobody-runs-this"], self.lib, log, self.tree)
         worker = spawn([CELL, "--role", "worker", "--lib", self.lib, "--address",
-                        server.address, "--task", "nothing-queued"], self.lib, log)
+                        server.address, "--task", "nothing-queued"], self.lib, log, self.tree)
         procs.extend([client, worker])
         if read_line(client, 30) != "waiting" or read_line(worker, 30) != "ready":
             raise RuntimeError(f"{self.lib} idle client or worker did not start")
