@@ -231,7 +231,7 @@ class GearmanClient(GearmanConnectionManager):
             # backoff then holds for the rest of the call, so 100,000 requests cost one
             # connect attempt per server, not 100,000).  Otherwise the backoff stands,
             # and requests fail over to the live servers without waiting on dead ones.
-            self._retry_at.clear()
+            self.server_pool.forget_backoff()
         for request in requests:
             if self._needs_sending(request):
                 request.reset()
@@ -305,7 +305,7 @@ class GearmanClient(GearmanConnectionManager):
             return
         current_request.connection_attempts += 1
         current_request.job.connection = connection
-        self._handlers[connection].send_job_request(current_request)
+        self.server_pool.handler_for(connection).send_job_request(current_request)
 
     def _retry(self, request: Any) -> bool:
         """Send a request whose connection failed again, if it has tries left."""
@@ -407,7 +407,7 @@ class GearmanClient(GearmanConnectionManager):
                 request.connection_failed = True
                 continue
             query = StatusQuery(to_bytes(request.job.handle, "handle"), request)
-            self._handlers[connection].send_get_status(query)
+            self.server_pool.handler_for(connection).send_get_status(query)
             queries.append(query)
         for query in self._wait_queries(queries, deadline):
             query.request.timed_out = True
@@ -432,7 +432,7 @@ class GearmanClient(GearmanConnectionManager):
         if not connection.connected and not self.establish_connection(connection):
             raise errors.ConnectionError(connection.gearman_host, connection.gearman_port,
                                          "server is down")
-        getattr(self._handlers[connection], send)(query)
+        getattr(self.server_pool.handler_for(connection), send)(query)
         if self._wait_queries([query], deadline):
             raise errors.InvalidClientState(f"gearmand at {connection.address} did not answer "
                                             f"{send[5:].upper()} in time")
