@@ -116,9 +116,11 @@ class GearmanAdminClient(GearmanConnectionManager):
         if not connection.connected:
             remaining = deadline.remaining() if deadline else self.poll_timeout
             # An admin call is explicit: establish_connection tries now, backoff or not.
-            self._last_failure.pop(connection, None)
+            pool = self.server_pool
+            pool.clear_last_failure(connection)
             if not self.establish_connection(connection, remaining):
-                why = self._last_failure.pop(connection, None)
+                why = pool.last_failure(connection)
+                pool.clear_last_failure(connection)
                 reason = getattr(why, "reason", None) or str(why or "connection failed")
                 raise errors.ConnectionError(connection.gearman_host, connection.gearman_port,
                                              f"cannot connect for an admin command: {reason}")
@@ -129,7 +131,7 @@ class GearmanAdminClient(GearmanConnectionManager):
         connection = self.establish_admin_connection(server, deadline)
         query = AdminQuery(command, *args)
         try:
-            self._handlers[connection].send_query(query)
+            self.server_pool.handler_for(connection).send_query(query)
         except errors.ConnectionError as exc:
             self._drop(connection, exc)
             raise

@@ -12,8 +12,9 @@ import logging
 import time
 from typing import Any, Deque, Dict, Optional, Tuple
 
+from gearman import request_fate
 from gearman.command_handler import GearmanCommandHandler
-from gearman.constants import JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_PENDING, JOB_UNKNOWN
+from gearman.constants import JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_PENDING
 from gearman.errors import InvalidClientState
 from gearman.protocol import SUBMIT_COMMANDS, Command, submit_command
 from gearman.util import handle_text, to_bytes
@@ -101,11 +102,9 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
         self._expected.clear()
         self._requests_by_handle.clear()
         self._rotation.clear()
-        note = self.connection_manager.note_updated
+        note_lost = self.connection_manager.note_lost
         for request in failed:
-            request.state = JOB_UNKNOWN
-            request.connection_failed = True
-            note(request)
+            note_lost(request)  # the owner asks the request fate: retry or failed
 
     @property
     def requests_in_flight(self) -> int:
@@ -198,8 +197,7 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
         item = self._expected.popleft()
         kind = _kind(item)
         if kind == _SUBMIT:
-            item.state = JOB_FAILED
-            item.exception = self.server_error(error_code, error_text, "SUBMIT_JOB")
+            request_fate.refuse(item, self.server_error(error_code, error_text, "SUBMIT_JOB"))
             log.warning("%s refused job %s: %s", self.server, item.job.unique, item.exception)
             self.connection_manager.note_updated(item)
         elif kind == _OPTION:

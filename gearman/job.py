@@ -5,11 +5,8 @@ from __future__ import annotations
 import collections
 from typing import Any, Deque, Dict, Optional
 
-from gearman.constants import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_UNKNOWN,
-                               PRIORITY_NONE)
-
-_FOREGROUND_DONE = frozenset({JOB_COMPLETE, JOB_FAILED})
-_BACKGROUND_DONE = frozenset({JOB_CREATED, JOB_COMPLETE, JOB_FAILED})
+from gearman import request_fate
+from gearman.constants import JOB_UNKNOWN, PRIORITY_NONE
 
 
 class GearmanJob:
@@ -141,13 +138,14 @@ class GearmanJobRequest:
 
     @property
     def complete(self) -> bool:
-        done = _BACKGROUND_DONE if self.background else _FOREGROUND_DONE
-        return self.state in done
+        """Foreground: COMPLETE or FAILED; background: accepted (see request_fate)."""
+        return request_fate.is_complete(self)
 
     @property
     def finished(self) -> bool:
-        """Nothing more will happen without a new submission: complete or connection failed."""
-        return self.connection_failed or self.complete
+        """Nothing more will happen without a new submission: complete, lost, or never
+        sent (see request_fate)."""
+        return request_fate.is_finished(self)
 
     def reset(self) -> None:
         """Forget the last attempt, so the request can be submitted again: its state,
