@@ -8,6 +8,7 @@ the argument checks live in :mod:`gearman.request_checks`; the server order in
 """
 from __future__ import annotations
 
+from time import monotonic as _monotonic
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from gearman import errors, request_fate
@@ -16,11 +17,18 @@ from gearman.connection import GearmanConnection
 from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import MAX_UNIQUE_LENGTH, PRIORITY_NONE
 from gearman.job import GearmanJobRequest
+from gearman.submit_paths import ShortPaths
 from gearman.request_checks import (MAX_HANDLE_LENGTH, RequestMaker, as_request_list,
-                                    check_handle, make_requests, resolve_timeout)
+                                    check_batch, check_handle, make_requests, resolve_timeout)
 from gearman.util import Deadline, to_bytes, to_text
 
 __all__ = ["GearmanClient", "MAX_HANDLE_LENGTH", "resolve_timeout"]
+
+#: A connection that received bytes from its server less than this many seconds ago
+#: is written to without first polling it for a close: its server was alive a moment
+#: ago, and the poll's own blind spot (the FIN still on its way) is of that order.
+RECENTLY_HEARD = 0.001
+
 
 class GearmanClient(GearmanConnectionManager):
     """Submits jobs to gearmand servers and collects their results.
@@ -88,11 +96,19 @@ class GearmanClient(GearmanConnectionManager):
         """
         job = {"task": task, "data": data, "unique": unique, "priority": priority,
                "when": when, "reducer": reducer}
-        requests = self.submit_multiple_jobs([job], background=background,
+        paths = ShortPaths.of(self, GearmanClient)
+        if not paths.submit:
+            return self.submit_multiple_jobs([job], background=background,
                                              wait_until_complete=wait_until_complete,
                                              max_retries=max_retries,
-                                             poll_timeout=poll_timeout, timeout=timeout)
-        return requests[0]
+                                             poll_timeout=poll_timeout, timeout=timeout)[0]
+        # The one-job path: the same checks, no batch around it, one wait.
+        deadline = Deadline(resolve_timeout(poll_timeout, timeout))
+        check_batch((), background, max_retries)  # the options; make() checks the job
+        request = self._maker.make(job, 0, background, max_retries, self.job_class,
+                                   self.job_request_class, self.encode_payload)
+        self._submit_new([request], wait_until_complete, deadline, paths)
+        return request
 
     def submit_multiple_jobs(self, jobs_to_submit: Sequence[Dict[str, Any]],
                              background: bool = False, wait_until_complete: bool = True,
@@ -103,8 +119,12 @@ class GearmanClient(GearmanConnectionManager):
         poll_timeout = resolve_timeout(poll_timeout, timeout)
         requests = make_requests(self._maker, jobs_to_submit, background, max_retries,
                                  self.job_class, self.job_request_class, self.encode_payload)
-        return self.submit_multiple_requests(requests, wait_until_complete=wait_until_complete,
-                                             poll_timeout=poll_timeout)
+        paths = ShortPaths.of(self, GearmanClient)
+        if not paths.batch:
+            return self.submit_multiple_requests(requests, wait_until_complete=wait_until_complete,
+                                                 poll_timeout=poll_timeout)
+        self._submit_new(requests, wait_until_complete, Deadline(poll_timeout), paths)
+        return requests
 
     def _create_request_from_dictionary(self, job_info: Dict[str, Any], background: bool = False,
                                         max_retries: int = 0,
@@ -122,30 +142,73 @@ class GearmanClient(GearmanConnectionManager):
         with the same unique id."""
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
         requests = as_request_list(job_requests)
-        # First one non-blocking pass: a connection the server closed (say, it was
-        # restarted a moment ago) is noticed now, not after a request was written into
-        # it and lost.  It costs one epoll_wait per call; reliability wins over the
-        # sequential benchmark here (bench/results/optimisations.md).
-        self.poll_connections_once(self.connection_list, 0)
-        pool = self.server_pool
-        if not any(c.connected or pool.is_due(c) for c in self.connection_list):
-            # Every server is down and backed off: give each one fresh try now (its
-            # backoff then holds for the rest of the call, so 100,000 requests cost one
-            # connect attempt per server, not 100,000).  Otherwise the backoff stands,
-            # and requests fail over to the live servers without waiting on dead ones.
-            pool.forget_backoff()
+        self._before_sending()
         needs_sending = request_fate.needs_sending
         for request in requests:
             if needs_sending(request):
                 request.reset()
                 request.connection_attempts = 0
                 self.send_job_request(request)
+        self._wait_through_overrides(requests, wait_until_complete, deadline)
+        return requests
+
+    def _submit_new(self, requests: List[GearmanJobRequest], wait_until_complete: bool,
+                    deadline: Deadline, paths: ShortPaths) -> None:
+        """Send requests just built (never sent, so nothing to resubmit) and wait: the
+        path of submit_job and submit_multiple_jobs, with fewer calls per job."""
+        self._before_sending()
+        if not paths.no_reset:
+            for request in requests:  # 2.x initialize_request: called before each send
+                request.reset()
+        connections = self.connection_list
+        if len(connections) == 1 and connections[0].connected and paths.send:
+            # What send_job_request does for a first send to the only server, once.
+            connection = connections[0]
+            send = self.server_pool.handler_for(connection).send_job_request
+            for request in requests:
+                request.connection_attempts = 1
+                request.job.connection = connection
+                send(request)
+        else:
+            for request in requests:
+                self.send_job_request(request)
+        if wait_until_complete and paths.one_wait:
+            # One wait: a request is accepted before it completes, and a refused or
+            # lost one is finished too, so waiting for "accepted" first adds nothing.
+            self._wait(requests, request_fate.is_finished, deadline)
+        else:
+            self._wait_through_overrides(requests, wait_until_complete, deadline)
+
+    def _before_sending(self) -> None:
+        """Notice a close the servers made while we were idle, and give every server a
+        fresh try if all of them are down, before requests are written."""
+        connections = self.connection_list
+        now = _monotonic()
+        for connection in connections:
+            if not connection.connected or (
+                    now - getattr(connection, "last_received", 0.0) >= RECENTLY_HEARD):
+                # One non-blocking pass: a connection the server closed (say, it was
+                # restarted a moment ago) is noticed now, not after a request was written
+                # into it and lost.  Skipped only while every server was heard from within
+                # RECENTLY_HEARD (one job after another), where it cost an epoll_wait a
+                # job and found nothing (bench/results/optimisations.md).
+                self.poll_connections_once(connections, 0)
+                break
+        pool = self.server_pool
+        if not any(c.connected or pool.is_due(c) for c in connections):
+            # Every server is down and backed off: give each one fresh try now (its
+            # backoff then holds for the rest of the call, so 100,000 requests cost one
+            # connect attempt per server, not 100,000).  Otherwise the backoff stands,
+            # and requests fail over to the live servers without waiting on dead ones.
+            pool.forget_backoff()
+
+    def _wait_through_overrides(self, requests: List[GearmanJobRequest],
+                                wait_until_complete: bool, deadline: Deadline) -> None:
         # Through the overridable 2.x methods, the timeout passed positionally, so an
         # override written with timeout= or poll_timeout= sees every wait (API.md).
         self.wait_until_jobs_accepted(requests, deadline.remaining())
         if wait_until_complete:
             self.wait_until_jobs_completed(requests, deadline.remaining())
-        return requests
 
     def establish_request_connection(self, current_request: GearmanJobRequest
                                      ) -> GearmanConnection:

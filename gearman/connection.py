@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import logging
 import socket
+from time import monotonic as _monotonic
 from typing import Deque, Iterator, Optional, Tuple, Type, Union
 
 from gearman import errors
@@ -68,6 +69,9 @@ class GearmanConnection:
         # recv_into one reused buffer: recv(256 KiB) would mmap, mremap and munmap
         # a fresh 256 KiB object on every read (three system calls per packet).
         self._inbuf = memoryview(bytearray(_RECV_SIZE))
+        #: ``time.monotonic()`` when bytes last came in: a connection that heard from
+        #: its server a moment ago needs no poll for a close before a write (client.py)
+        self.last_received = 0.0
 
     # -- identity -------------------------------------------------------
     @property
@@ -124,6 +128,7 @@ class GearmanConnection:
                                     allow_text=self.allow_text)
         self._out.clear()
         self._out_size = 0
+        self.last_received = 0.0  # a new socket has not heard from its server yet
         self.connected = True
         log.debug("connected to %s", self.address)
 
@@ -251,6 +256,7 @@ class GearmanConnection:
                 raise self._error(f"recv failed: {exc}") from exc
             if not size:
                 raise self._error("server closed the connection")
+            self.last_received = _monotonic()
             self._parser.feed(self._inbuf[:size])
             # select() cannot see bytes already decrypted inside the SSL object.
             if not (self.tls and sock.pending()):  # type: ignore[attr-defined]

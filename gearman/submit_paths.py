@@ -1,0 +1,52 @@
+"""Which short paths a client class may take when it submits new requests.
+
+``submit_job`` and ``submit_multiple_jobs`` once went through every 2.x layer
+(``submit_multiple_jobs`` -> ``submit_multiple_requests`` -> ``send_job_request``
+-> ``establish_request_connection``, then two waits), some 250 Python calls for
+one job.  The client now takes shorter paths, but only where no override would be
+skipped: a subclass that overrides one of those methods, or a request class with
+its own ``reset``, is still called exactly as python-gearman 2.x called it.
+Decided once per (client class, request class).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Sequence, Tuple
+
+from gearman.job import GearmanJobRequest
+
+
+class ShortPaths:
+    """The short paths open to one client class (see the module docstring)."""
+
+    __slots__ = ("submit", "batch", "send", "one_wait", "no_reset")
+    _by_class: Dict[Tuple[Any, Any], ShortPaths] = {}
+
+    def __init__(self, client_class: Any, request_class: Any, base: Any) -> None:
+        def own(cls: Any, names: Sequence[str], reference: Any) -> bool:
+            return any(getattr(cls, name, None) is not getattr(reference, name)
+                       for name in names)
+
+        #: submit_job may skip the batch methods 2.x sent it through
+        self.submit = not own(client_class, ("submit_multiple_jobs", "submit_multiple_requests",
+                                             "_create_request_from_dictionary"), base)
+        #: submit_multiple_jobs may skip submit_multiple_requests
+        self.batch = not own(client_class, ("submit_multiple_requests",), base)
+        #: a first send to the only server may go straight to its handler
+        self.send = not own(client_class, ("send_job_request", "establish_request_connection"),
+                            base)
+        #: one wait for completion instead of "accepted" then "completed"
+        self.one_wait = not own(client_class, ("wait_until_jobs_accepted",
+                                               "wait_until_jobs_completed"), base)
+        #: a new request needs no reset() before its first send
+        self.no_reset = not own(request_class, ("reset",), GearmanJobRequest)
+
+    @classmethod
+    def of(cls, client: Any, base: Any) -> ShortPaths:
+        """The paths for ``client``, whose class derives from ``base`` (GearmanClient)."""
+        key = (type(client), client.job_request_class)
+        paths = cls._by_class.get(key)
+        if paths is None:
+            if len(cls._by_class) >= 64:  # classes made on the fly: stay bounded
+                cls._by_class.clear()
+            paths = cls._by_class[key] = cls(key[0], key[1], base)
+        return paths
