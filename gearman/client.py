@@ -9,18 +9,24 @@ the argument checks live in :mod:`gearman.request_checks`; the server order in
 from __future__ import annotations
 
 from time import monotonic as _monotonic
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence,
+                    Union, cast, overload)
 
 from gearman import errors, request_fate
 from gearman.client_handler import GearmanClientCommandHandler, StatusQuery
 from gearman.connection import GearmanConnection
 from gearman.connection_manager import GearmanConnectionManager
-from gearman.constants import MAX_UNIQUE_LENGTH, PRIORITY_NONE
+from gearman.constants import (DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE,
+                               MAX_UNIQUE_LENGTH, PRIORITY_NONE)
 from gearman.job import GearmanJobRequest
-from gearman.submit_paths import ShortPaths
+from gearman.submit_paths import ShortPaths, send_new
 from gearman.request_checks import (MAX_HANDLE_LENGTH, RequestMaker, as_request_list,
                                     check_batch, check_handle, make_requests, resolve_timeout)
+from gearman.shapes import HostItem, JobDict, JobStatus, Name, Payload, When
 from gearman.util import Deadline, to_bytes, to_text
+
+if TYPE_CHECKING:
+    from gearman.seams import ClientOwner
 
 __all__ = ["GearmanClient", "MAX_HANDLE_LENGTH", "resolve_timeout"]
 
@@ -46,10 +52,13 @@ class GearmanClient(GearmanConnectionManager):
     #: connect backs the server off.
     backoff_after_drop = False
 
-    def __init__(self, host_list: Any = None, random_unique_bytes: int = 16,
-                 **options: Any) -> None:
+    def __init__(self, host_list: Optional[Iterable[HostItem]] = None,
+                 random_unique_bytes: int = 16, *,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, keepalive: bool = False,
+                 max_packet_size: int = DEFAULT_MAX_PACKET_SIZE, trace: bool = False) -> None:
         self._maker = RequestMaker(random_unique_bytes)  # checked before anything else
-        super().__init__(host_list, **options)
+        super().__init__(host_list, connect_timeout=connect_timeout, keepalive=keepalive,
+                         max_packet_size=max_packet_size, trace=trace)
         self._updated: List[GearmanJobRequest] = []
         self._retries: List[GearmanJobRequest] = []
         self._queries_done: List[StatusQuery] = []
@@ -73,11 +82,11 @@ class GearmanClient(GearmanConnectionManager):
         self.note_updated(request)
 
     # -- submitting ----------------------------------------------------------------------
-    def submit_job(self, task: Any, data: Any, unique: Any = None,
+    def submit_job(self, task: Name, data: Payload, unique: Optional[Name] = None,
                    priority: Optional[str] = PRIORITY_NONE, background: bool = False,
                    wait_until_complete: bool = True, max_retries: int = 0,
                    poll_timeout: Optional[float] = None, *, timeout: Optional[float] = None,
-                   when: Any = None, reducer: Any = None) -> GearmanJobRequest:
+                   when: When = None, reducer: Optional[Name] = None) -> GearmanJobRequest:
         """Submit one job and, by default, wait for its result.
 
         :param task: function name a worker registered (``str`` or ``bytes``).
@@ -110,7 +119,7 @@ class GearmanClient(GearmanConnectionManager):
         self._submit_new([request], wait_until_complete, deadline, paths)
         return request
 
-    def submit_multiple_jobs(self, jobs_to_submit: Sequence[Dict[str, Any]],
+    def submit_multiple_jobs(self, jobs_to_submit: Sequence[JobDict],
                              background: bool = False, wait_until_complete: bool = True,
                              max_retries: int = 0, poll_timeout: Optional[float] = None, *,
                              timeout: Optional[float] = None) -> List[GearmanJobRequest]:
@@ -126,7 +135,7 @@ class GearmanClient(GearmanConnectionManager):
         self._submit_new(requests, wait_until_complete, Deadline(poll_timeout), paths)
         return requests
 
-    def _create_request_from_dictionary(self, job_info: Dict[str, Any], background: bool = False,
+    def _create_request_from_dictionary(self, job_info: JobDict, background: bool = False,
                                         max_retries: int = 0,
                                         index: int = 0) -> GearmanJobRequest:
         """2.x name: check one job dict and build its request (nothing is sent)."""
@@ -157,21 +166,7 @@ class GearmanClient(GearmanConnectionManager):
         """Send requests just built (never sent, so nothing to resubmit) and wait: the
         path of submit_job and submit_multiple_jobs, with fewer calls per job."""
         self._before_sending()
-        if not paths.no_reset:
-            for request in requests:  # 2.x initialize_request: called before each send
-                request.reset()
-        connections = self.connection_list
-        if len(connections) == 1 and connections[0].connected and paths.send:
-            # What send_job_request does for a first send to the only server, once.
-            connection = connections[0]
-            send = self.server_pool.handler_for(connection).send_job_request
-            for request in requests:
-                request.connection_attempts = 1
-                request.job.connection = connection
-                send(request)
-        else:
-            for request in requests:
-                self.send_job_request(request)
+        send_new(self, requests, paths)
         if wait_until_complete and paths.one_wait:
             # One wait: a request is accepted before it completes, and a refused or
             # lost one is finished too, so waiting for "accepted" first adds nothing.
@@ -187,11 +182,9 @@ class GearmanClient(GearmanConnectionManager):
         for connection in connections:
             if not connection.connected or (
                     now - getattr(connection, "last_received", 0.0) >= RECENTLY_HEARD):
-                # One non-blocking pass: a connection the server closed (say, it was
-                # restarted a moment ago) is noticed now, not after a request was written
-                # into it and lost.  Skipped only while every server was heard from within
-                # RECENTLY_HEARD (one job after another), where it cost an epoll_wait a
-                # job and found nothing (bench/results/optimisations.md).
+                # One non-blocking pass notices a close (a restarted server) before a
+                # request is written into it and lost; skipped while every server was
+                # heard from within RECENTLY_HEARD (optimisations.md, row 13).
                 self.poll_connections_once(connections, 0)
                 break
         pool = self.server_pool
@@ -324,8 +317,20 @@ class GearmanClient(GearmanConnectionManager):
         return requests
 
     # -- status ------------------------------------------------------------------------------
-    def get_job_status(self, current_request: Any, poll_timeout: Optional[float] = None, *,
-                       timeout: Optional[float] = None, server: Any = None) -> Any:
+    @overload
+    def get_job_status(self, current_request: GearmanJobRequest,
+                       poll_timeout: Optional[float] = None, *, timeout: Optional[float] = None,
+                       server: Optional[HostItem] = None) -> GearmanJobRequest: ...
+
+    @overload
+    def get_job_status(self, current_request: Union[str, bytes],
+                       poll_timeout: Optional[float] = None, *, timeout: Optional[float] = None,
+                       server: Optional[HostItem] = None) -> JobStatus: ...
+
+    def get_job_status(self, current_request: Union[GearmanJobRequest, str, bytes],
+                       poll_timeout: Optional[float] = None, *, timeout: Optional[float] = None,
+                       server: Optional[HostItem] = None
+                       ) -> Union[GearmanJobRequest, JobStatus]:
         """GET_STATUS for a request (fills ``request.status``, returns the request) or
         for a job handle alone (give ``server`` when there are several; returns the
         status dict)."""
@@ -334,8 +339,9 @@ class GearmanClient(GearmanConnectionManager):
                                                  poll_timeout=poll_timeout, timeout=timeout)
         return self.get_job_statuses([current_request], poll_timeout, timeout=timeout)[0]
 
-    def get_job_statuses(self, job_requests: Sequence[Any], poll_timeout: Optional[float] = None,
-                         *, timeout: Optional[float] = None) -> List[Any]:
+    def get_job_statuses(self, job_requests: Sequence[GearmanJobRequest],
+                         poll_timeout: Optional[float] = None, *,
+                         timeout: Optional[float] = None) -> List[GearmanJobRequest]:
         """GET_STATUS for each request, on the connection that accepted it."""
         requests = as_request_list(job_requests)
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
@@ -349,20 +355,21 @@ class GearmanClient(GearmanConnectionManager):
             request.timed_out = False
             connection = request.accepted_by
             handler = self.server_pool.handler_for(connection)
-            if handler is None or not connection.connected:
+            if handler is None or connection is None or not connection.connected:
                 self.note_lost(request)  # lost unnoticed (or noted: counted once)
                 continue
-            query = StatusQuery(to_bytes(request.job.handle, "handle"), request)
+            query = StatusQuery(to_bytes(request.job.handle or "", "handle"), request)
             handler.send_get_status(query)
             queries.append(query)
         for query in self._wait_queries(queries, deadline):
             query.request.timed_out = True
         return requests
 
-    def _server_connection(self, server: Any, unique: Optional[str] = None) -> Any:
+    def _server_connection(self, server: Optional[HostItem],
+                           unique: Optional[str] = None) -> Optional[GearmanConnection]:
         if server is None:
             if unique is not None:
-                order = self.server_pool.failover_order(unique)
+                order: List[GearmanConnection] = self.server_pool.failover_order(unique)
                 return order[0] if order else None
             if len(self.connection_list) == 1:
                 return self.connection_list[0]
@@ -370,8 +377,8 @@ class GearmanClient(GearmanConnectionManager):
                              "job handle is only meaningful on the server that issued it")
         return self.connection_named(server)
 
-    def _query(self, connection: Any, query: StatusQuery, send: str,
-               deadline: Deadline) -> Optional[Dict[str, Any]]:
+    def _query(self, connection: Optional[GearmanConnection], query: StatusQuery, send: str,
+               deadline: Deadline) -> Dict[str, Any]:
         if connection is None:
             raise errors.ServerUnavailable("GearmanClient has no servers in its host_list")
         if connection.connected:  # notice a close by a restarted server before sending
@@ -390,21 +397,20 @@ class GearmanClient(GearmanConnectionManager):
             raise query.result["error"]
         return query.result
 
-    def get_job_status_by_handle(self, handle: Any, server: Any = None,
+    def get_job_status_by_handle(self, handle: Name, server: Optional[HostItem] = None,
                                  poll_timeout: Optional[float] = None, *,
-                                 timeout: Optional[float] = None) -> Dict[str, Any]:
+                                 timeout: Optional[float] = None) -> JobStatus:
         """Status of any job by its handle on ``server``: a dict with ``handle``,
         ``known``, ``running``, ``numerator``, ``denominator``, ``time_received``."""
         raw = check_handle(handle)
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
         connection = self._server_connection(server)
-        result = self._query(connection, StatusQuery(raw), "send_get_status", deadline)
-        assert result is not None
-        return result
+        return cast(JobStatus, self._query(connection, StatusQuery(raw), "send_get_status",
+                                           deadline))
 
-    def get_job_status_by_unique(self, unique: Any, server: Any = None,
+    def get_job_status_by_unique(self, unique: Name, server: Optional[HostItem] = None,
                                  poll_timeout: Optional[float] = None, *,
-                                 timeout: Optional[float] = None) -> Dict[str, Any]:
+                                 timeout: Optional[float] = None) -> JobStatus:
         """GET_STATUS_UNIQUE: status of a job by unique id, on the server that unique
         hashes to (or ``server``).  Adds ``waiting_clients`` to the status keys."""
         raw = to_bytes(unique, "unique")
@@ -412,18 +418,16 @@ class GearmanClient(GearmanConnectionManager):
             raise ValueError(f"unique must be 1 to {MAX_UNIQUE_LENGTH} bytes without NUL")
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
         connection = self._server_connection(server, to_text(raw))
-        result = self._query(connection, StatusQuery(raw), "send_get_status_unique", deadline)
-        assert result is not None
-        return result
+        return cast(JobStatus, self._query(connection, StatusQuery(raw),
+                                           "send_get_status_unique", deadline))
 
-    def echo(self, data: Any = b"ping", server: Any = None,
+    def echo(self, data: Name = b"ping", server: Optional[HostItem] = None,
              poll_timeout: Optional[float] = 5.0, *, timeout: Optional[float] = None) -> bytes:
         """ECHO_REQ round trip; returns what the server echoed."""
         deadline = Deadline(resolve_timeout(poll_timeout if timeout is None else None, timeout))
         connection = self._server_connection(server)
         result = self._query(connection, StatusQuery(to_bytes(data, "data")), "send_echo",
                              deadline)
-        assert result is not None
         return bytes(result["data"])
 
     def _wait_queries(self, queries: List[StatusQuery], deadline: Deadline) -> List[StatusQuery]:
@@ -450,3 +454,8 @@ class GearmanClient(GearmanConnectionManager):
         # depend on them: it is queued when the loss is noted).
         self._updated = []
         return list(waiting)
+
+
+if TYPE_CHECKING:
+    def _seam_check(client: GearmanClient) -> ClientOwner:
+        return client  # mypy checks that the client is what its handlers may ask of it

@@ -17,6 +17,7 @@ from gearman.command_handler import GearmanCommandHandler
 from gearman.constants import JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_PENDING
 from gearman.errors import InvalidClientState
 from gearman.protocol import SUBMIT_COMMANDS, Command, submit_command
+from gearman.seams import ClientOwner, Connection
 from gearman.util import handle_text, to_bytes
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,9 @@ def _kind(item: Any) -> int:
 class GearmanClientCommandHandler(GearmanCommandHandler):
     """Submits requests on one connection and routes the server's answers to them."""
 
-    def __init__(self, connection_manager: Any, connection: Any) -> None:
+    connection_manager: ClientOwner
+
+    def __init__(self, connection_manager: ClientOwner, connection: Connection) -> None:
         super().__init__(connection_manager, connection)
         #: what each outstanding command waits for, oldest first: a request (its
         #: JOB_CREATED), a StatusQuery (its kind says which answer) or an option

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import selectors
 import socket
-from typing import Any, Callable, Dict, Iterable, List, Optional, TypeVar
+from typing import Callable, Dict, Iterable, List, Optional, Type, TypeVar
 
 from gearman import errors
 from gearman.command_handler import GearmanCommandHandler
@@ -18,6 +18,7 @@ from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE
 from gearman.encoders import DataEncoder, to_wire_bytes
 from gearman.job import GearmanJob, GearmanJobRequest
 from gearman.server_pool import ServerPool, ServerRecord
+from gearman.shapes import HostItem, Payload
 from gearman.util import Backoff, Deadline, HostAddress, parse_host, parse_host_list
 
 log = logging.getLogger(__name__)
@@ -33,22 +34,22 @@ REMOTE_FAULTS = (errors.ConnectionError, errors.ProtocolError, errors.InvalidCli
 class GearmanConnectionManager:
     """Base of client, worker and admin client: host list, connections, poll loop."""
 
-    command_handler_class: Any = GearmanCommandHandler
-    connection_class: Any = GearmanConnection
-    job_class: Any = GearmanJob
-    job_request_class: Any = GearmanJobRequest
-    data_encoder: Any = DataEncoder
+    command_handler_class: Type[GearmanCommandHandler] = GearmanCommandHandler
+    connection_class: Type[GearmanConnection] = GearmanConnection
+    job_class: Type[GearmanJob] = GearmanJob
+    job_request_class: Type[GearmanJobRequest] = GearmanJobRequest
+    data_encoder: Type[DataEncoder] = DataEncoder
     #: selector class for the poll loop; set ``selectors.SelectSelector`` for green threads.
-    selector_class: Any = selectors.DefaultSelector
+    selector_class: Type[selectors.BaseSelector] = selectors.DefaultSelector
     #: what using a closed object raises (each role has its own 2.x error class)
-    closed_error: Any = errors.InvalidClientState
+    closed_error: Type[errors.GearmanError] = errors.InvalidClientState
     #: whether losing an established connection backs its server off like a refused
     #: connect (the client reconnects at once instead: see GearmanClient)
     backoff_after_drop = True
 
-    def __init__(self, host_list: Any = None, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-                 keepalive: bool = False, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
-                 trace: bool = False) -> None:
+    def __init__(self, host_list: Optional[Iterable[HostItem]] = None, *,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, keepalive: bool = False,
+                 max_packet_size: int = DEFAULT_MAX_PACKET_SIZE, trace: bool = False) -> None:
         self.log = logging.getLogger(f"gearman.{type(self).__name__}")
         if not isinstance(max_packet_size, int) or max_packet_size <= 0:
             raise ValueError(f"max_packet_size must be a positive int, got {max_packet_size!r}")
@@ -67,7 +68,8 @@ class GearmanConnectionManager:
             self.add_connection(address)
 
     # -- connections ------------------------------------------------------------
-    def add_connection(self, host: Any, port: Optional[int] = None, **tls: Any) -> Any:
+    def add_connection(self, host: HostItem, port: Optional[int] = None,
+                       **tls: Optional[str]) -> GearmanConnection:
         """Add one server (any ``host_list`` form) and return its connection object."""
         address = host if isinstance(host, HostAddress) else None
         if address is None:
@@ -82,15 +84,16 @@ class GearmanConnectionManager:
         return connection
 
     def add_ssl_connection(self, host: str, port: int, keyfile: Optional[str],
-                           certfile: Optional[str], ca_certs: Optional[str]) -> Any:
+                           certfile: Optional[str], ca_certs: Optional[str]
+                           ) -> GearmanConnection:
         """2.x name: add a TLS server."""
         return self.add_connection(host, port, keyfile=keyfile, certfile=certfile,
                                    ca_certs=ca_certs)
 
-    def connection_named(self, server: Any) -> Any:
+    def connection_named(self, server: HostItem) -> GearmanConnection:
         """The connection for ``server`` (a connection, or any ``host_list`` form)."""
-        if hasattr(server, "gearman_host"):
-            return server
+        if isinstance(server, GearmanConnection) or hasattr(server, "gearman_host"):
+            return server  # type: ignore[no-any-return]
         wanted = parse_host(server)
         for connection in self.connection_list:
             if (connection.gearman_host, connection.gearman_port) == (wanted.host, wanted.port):
@@ -98,12 +101,12 @@ class GearmanConnectionManager:
         raise ValueError(f"server {server!r} is not in this {type(self).__name__}'s host_list")
 
     @property
-    def connection_list(self) -> List[Any]:
+    def connection_list(self) -> List[GearmanConnection]:
         """2.x name: every server's connection, in host_list order."""
         return self.server_pool.connections
 
     @connection_list.setter
-    def connection_list(self, connections: List[Any]) -> None:
+    def connection_list(self, connections: List[GearmanConnection]) -> None:
         self.server_pool.connections = connections
 
     @property
@@ -115,21 +118,21 @@ class GearmanConnectionManager:
     def reconnect_backoff(self, backoff: Backoff) -> None:
         self.server_pool.backoff = backoff
 
-    def handler_for(self, connection: Any) -> Optional[GearmanCommandHandler]:
+    def handler_for(self, connection: GearmanConnection) -> Optional[GearmanCommandHandler]:
         """The command handler of ``connection``'s session, or None."""
         return self.server_pool.handler_for(connection)  # type: ignore[no-any-return]
 
     @property
-    def connection_to_handler_map(self) -> Dict[Any, GearmanCommandHandler]:
+    def connection_to_handler_map(self) -> Dict[GearmanConnection, GearmanCommandHandler]:
         """2.x name: live connection -> its command handler."""
         return self.server_pool.live()
 
     @property
-    def handler_to_connection_map(self) -> Dict[GearmanCommandHandler, Any]:
+    def handler_to_connection_map(self) -> Dict[GearmanCommandHandler, GearmanConnection]:
         """2.x name: command handler -> its connection."""
         return {handler: connection for connection, handler in self.server_pool.live().items()}
 
-    def connection_is_due(self, connection: Any) -> bool:
+    def connection_is_due(self, connection: GearmanConnection) -> bool:
         """False while a failed server waits out its backoff."""
         return self.server_pool.is_due(connection)
 
@@ -137,7 +140,8 @@ class GearmanConnectionManager:
         """Seconds until the earliest down connection may be tried again, if any is down."""
         return self.server_pool.next_retry_in()
 
-    def establish_connection(self, connection: Any, timeout: Optional[float] = None) -> bool:
+    def establish_connection(self, connection: GearmanConnection,
+                             timeout: Optional[float] = None) -> bool:
         """Connect ``connection`` if needed and set up its handler.  Never raises
         for a server that is down: it returns False and backs off that server."""
         record = self.server_pool.record(connection)
@@ -161,7 +165,7 @@ class GearmanConnectionManager:
             return False
         return True
 
-    def encode_payload(self, data: Any) -> bytes:
+    def encode_payload(self, data: Payload) -> bytes:
         """``data`` as the bytes to send, by :attr:`data_encoder` (``str`` as UTF-8)."""
         payload = self.data_encoder.encode(data)
         if type(payload) is not bytes:
@@ -172,11 +176,12 @@ class GearmanConnectionManager:
                              f"{self.max_packet_size}")
         return payload
 
-    def handler_initial_state(self) -> Dict[str, Any]:
+    def handler_initial_state(self) -> Dict[str, object]:
         """Keyword arguments for each new handler's ``initial_state``."""
         return {}
 
-    def _note_failure(self, connection: Any, exc: BaseException, backoff: bool = True) -> None:
+    def _note_failure(self, connection: GearmanConnection, exc: BaseException,
+                      backoff: bool = True) -> None:
         delay = self.server_pool.connection_failed(connection, exc, backoff)
         failures = self.server_pool.record(connection).failures
         if delay is None:
@@ -184,7 +189,7 @@ class GearmanConnectionManager:
         else:
             self.log.warning("%s (try %d; next in %.2fs)", exc, failures, delay)
 
-    def drop_connection(self, connection: Any, exc: BaseException) -> None:
+    def drop_connection(self, connection: GearmanConnection, exc: BaseException) -> None:
         """This connection failed: close it and fail what depended on it, through
         :meth:`handle_error` (which subclasses may override with python-gearman
         2.x's one-argument signature)."""
@@ -197,7 +202,8 @@ class GearmanConnectionManager:
 
     _drop = drop_connection
 
-    def handle_error(self, current_connection: Any, exc: Optional[BaseException] = None) -> None:
+    def handle_error(self, current_connection: GearmanConnection,
+                     exc: Optional[BaseException] = None) -> None:
         """Close a failed connection, log why, and tell its handler."""
         connection = current_connection
         record = self.server_pool.record(connection)
@@ -216,12 +222,13 @@ class GearmanConnectionManager:
         if handler is not None:
             handler.on_io_error()
 
-    def _detach(self, connection: Any) -> Any:
+    def _detach(self, connection: GearmanConnection) -> Optional[GearmanCommandHandler]:
         """Close ``connection``, out of the poll loop, and return its former handler."""
         record = self.server_pool.record(connection)
         self._forget(record)
         connection.close()
-        return self.server_pool.detach(connection)
+        handler: Optional[GearmanCommandHandler] = self.server_pool.detach(connection)
+        return handler
 
     def _set_interest(self, record: ServerRecord, events: int) -> None:
         """Register the server's socket with the selector for ``events``, or change them.
@@ -255,7 +262,7 @@ class GearmanConnectionManager:
         except OSError:
             pass
 
-    def poll_connections_once(self, connections: Iterable[Any],
+    def poll_connections_once(self, connections: Iterable[GearmanConnection],
                               timeout: Optional[float] = None) -> bool:
         """One select() pass over the live ``connections``.  True if anything was ready."""
         if self._closed:  # the selector is gone; say so instead of ValueError from epoll
@@ -331,7 +338,7 @@ class GearmanConnectionManager:
         except OSError:
             pass
 
-    def poll_connections_until_stopped(self, connections: Iterable[Any],
+    def poll_connections_until_stopped(self, connections: Iterable[GearmanConnection],
                                        callback_fxn: Callable[[bool], bool],
                                        timeout: Optional[float] = None) -> bool:
         """Poll until ``callback_fxn(any_activity)`` returns False or ``timeout`` passes.
@@ -346,7 +353,8 @@ class GearmanConnectionManager:
             if not callback_fxn(any_activity) or deadline.expired():
                 return any_activity
 
-    def flush_connections(self, connections: Iterable[Any], timeout: Optional[float]) -> None:
+    def flush_connections(self, connections: Iterable[GearmanConnection],
+                          timeout: Optional[float]) -> None:
         """Poll until everything queued on ``connections`` has been sent."""
         deadline = Deadline(timeout)
         pending = [c for c in connections if c.connected and c.wants_write]
@@ -382,7 +390,7 @@ class GearmanConnectionManager:
     def __enter__(self: _Manager) -> _Manager:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __del__(self) -> None:

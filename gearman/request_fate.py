@@ -97,7 +97,7 @@ def prepare_retry(request: GearmanJobRequest) -> None:
     request.job.connection, request.connection_attempts = dropped_by, attempts
 
 
-def refuse(request: GearmanJobRequest, exception: object) -> None:
+def refuse(request: GearmanJobRequest, exception: BaseException) -> None:
     """An ERROR took the place of JOB_CREATED: this request alone fails."""
     request.state = JOB_FAILED
     request.exception = exception

@@ -10,7 +10,7 @@ Decided once per (client class, request class).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from gearman.job import GearmanJobRequest
 
@@ -50,3 +50,22 @@ class ShortPaths:
                 cls._by_class.clear()
             paths = cls._by_class[key] = cls(key[0], key[1], base)
         return paths
+
+
+def send_new(client: Any, requests: List[GearmanJobRequest], paths: ShortPaths) -> None:
+    """Send requests ``client`` has just built: a first send, so nothing to resubmit."""
+    if not paths.no_reset:
+        for request in requests:  # 2.x initialize_request: called before each send
+            request.reset()
+    connections = client.connection_list
+    if paths.send and len(connections) == 1 and connections[0].connected:
+        # What send_job_request does for a first send to the only server, once per batch.
+        connection = connections[0]
+        send = client.server_pool.handler_for(connection).send_job_request
+        for request in requests:
+            request.connection_attempts = 1
+            request.job.connection = connection
+            send(request)
+        return
+    for request in requests:
+        client.send_job_request(request)

@@ -9,14 +9,20 @@ import collections
 import sys
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from gearman import errors
 from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import DEFAULT_WORKER_POLL_TIMEOUT
 from gearman.protocol import Command
+from gearman.connection import GearmanConnection
+from gearman.job import GearmanJob
+from gearman.shapes import ExcInfo, Name, Number, Payload
 from gearman.util import Backoff, check_name, to_bytes, to_text
 from gearman.worker_handler import GearmanWorkerCommandHandler
+
+if TYPE_CHECKING:
+    from gearman.seams import WorkerOwner
 
 #: How long send_job_data/status/warning may wait for a slow server.
 UPDATE_SEND_TIMEOUT = 30.0
@@ -65,7 +71,7 @@ class GearmanWorker(GearmanConnectionManager):
         self._pending_sends: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque()
 
     # -- configuration ------------------------------------------------------------------
-    def set_client_id(self, client_id: Any) -> None:
+    def set_client_id(self, client_id: Name) -> None:
         """Name this worker in gearmand's ``workers`` list (no whitespace, 127 bytes at most)."""
         raw = check_name(client_id, "client_id")
         if any(ch in raw for ch in b" \t\r\n"):
@@ -76,8 +82,8 @@ class GearmanWorker(GearmanConnectionManager):
         self.worker_client_id = to_text(raw)
         self._broadcast("send_client_id", raw)
 
-    def register_task(self, task: Any, callback_function: Callable[..., Any],
-                      timeout: Optional[float] = None) -> Any:
+    def register_task(self, task: Name, callback_function: Callable[..., Payload],
+                      timeout: Optional[float] = None) -> Name:
         """Register ``callback_function`` for ``task``.
 
         The callback is called as ``callback(job)`` or ``callback(worker, job)``
@@ -98,7 +104,7 @@ class GearmanWorker(GearmanConnectionManager):
         self._broadcast("send_ability", name, timeout)
         return task
 
-    def unregister_task(self, task: Any) -> Any:
+    def unregister_task(self, task: Name) -> Name:
         """Stop taking ``task`` (CANT_DO for that task alone)."""
         name = to_text(check_name(task, "task"))
         self.worker_abilities.pop(name, None)
@@ -107,7 +113,7 @@ class GearmanWorker(GearmanConnectionManager):
         self._broadcast("send_cant_do", name)
         return task
 
-    def handler_initial_state(self) -> Dict[str, Any]:
+    def handler_initial_state(self) -> Dict[str, object]:
         client_id = self.worker_client_id
         return {"abilities": dict(self._timeouts),
                 "client_id": client_id.encode("utf-8", "surrogateescape") if client_id else None}
@@ -161,7 +167,7 @@ class GearmanWorker(GearmanConnectionManager):
             self._working = False
             self._finish_and_close()
 
-    def establish_worker_connections(self) -> List[Any]:
+    def establish_worker_connections(self) -> List[GearmanConnection]:
         """Connect every server that is down and due for another try."""
         for connection in self.connection_list:
             if not connection.connected and self.connection_is_due(connection):
@@ -199,7 +205,7 @@ class GearmanWorker(GearmanConnectionManager):
         """Called after every job; return False to end :meth:`work`."""
         return True
 
-    def on_job_execute(self, current_job: Any) -> bool:
+    def on_job_execute(self, current_job: GearmanJob) -> bool:
         """Run the job's callback and route its outcome to the two hooks below."""
         try:
             callback = self.worker_abilities[current_job.task]
@@ -211,7 +217,7 @@ class GearmanWorker(GearmanConnectionManager):
             return self.on_job_exception(current_job, sys.exc_info())
         return self.on_job_complete(current_job, job_result)
 
-    def on_job_exception(self, current_job: Any, exc_info: Any) -> bool:
+    def on_job_exception(self, current_job: GearmanJob, exc_info: ExcInfo) -> bool:
         """Log the traceback and fail the job with WORK_EXCEPTION alone."""
         exc = exc_info[1]
         self.log.error("job %s (task %r) from %s raised %s", current_job.handle,
@@ -221,7 +227,7 @@ class GearmanWorker(GearmanConnectionManager):
             self.send_job_exception(current_job, f"{type(exc).__name__}: {exc}")
         return True
 
-    def on_job_complete(self, current_job: Any, job_result: Any) -> bool:
+    def on_job_complete(self, current_job: GearmanJob, job_result: Payload) -> bool:
         """Send the callback's result as WORK_COMPLETE (encoded with data_encoder)."""
         if self.job_finished(current_job):
             return True  # the callback already sent the outcome itself
@@ -234,40 +240,41 @@ class GearmanWorker(GearmanConnectionManager):
         return True
 
     # -- inside a callback ----------------------------------------------------------------
-    def send_job_data(self, current_job: Any, data: Any, poll_timeout: Optional[float] = None
-                      ) -> None:
+    def send_job_data(self, current_job: GearmanJob, data: Payload,
+                      poll_timeout: Optional[float] = None) -> None:
         """Partial result (WORK_DATA), sent before this returns."""
         self._send_update(current_job, Command.WORK_DATA, self.encode_payload(data), poll_timeout)
 
-    def send_job_warning(self, current_job: Any, data: Any,
+    def send_job_warning(self, current_job: GearmanJob, data: Payload,
                          poll_timeout: Optional[float] = None) -> None:
         """Warning (WORK_WARNING), sent before this returns."""
         self._send_update(current_job, Command.WORK_WARNING, self.encode_payload(data),
                           poll_timeout)
 
-    def send_job_status(self, current_job: Any, numerator: Any, denominator: Any,
+    def send_job_status(self, current_job: GearmanJob, numerator: Number, denominator: Number,
                         poll_timeout: Optional[float] = None) -> None:
         """Progress (WORK_STATUS) as two whole numbers, sent before this returns."""
         fields = (b"%d" % _whole(numerator, "numerator"), b"%d" % _whole(denominator,
                                                                           "denominator"))
         self._send_update(current_job, Command.WORK_STATUS, fields, poll_timeout)
 
-    def send_job_complete(self, current_job: Any, data: Any,
+    def send_job_complete(self, current_job: GearmanJob, data: Payload,
                           poll_timeout: Optional[float] = None) -> None:
         """Success (WORK_COMPLETE); goes out with the next poll."""
         self._send_final(current_job, Command.WORK_COMPLETE, (self.encode_payload(data),))
 
-    def send_job_failure(self, current_job: Any, poll_timeout: Optional[float] = None) -> None:
+    def send_job_failure(self, current_job: GearmanJob,
+                         poll_timeout: Optional[float] = None) -> None:
         """Failure without details (WORK_FAIL)."""
         self._send_final(current_job, Command.WORK_FAIL, ())
 
-    def send_job_exception(self, current_job: Any, data: Any,
+    def send_job_exception(self, current_job: GearmanJob, data: Payload,
                            poll_timeout: Optional[float] = None) -> None:
         """Failure with a text (WORK_EXCEPTION alone: gearmand 1.1.9+ ends the job on it)."""
         text = data if isinstance(data, (str, bytes, bytearray)) else str(data)
         self._send_final(current_job, Command.WORK_EXCEPTION, (to_bytes(text, "data"),))
 
-    def job_finished(self, current_job: Any) -> bool:
+    def job_finished(self, current_job: GearmanJob) -> bool:
         """True once a WORK_COMPLETE, WORK_FAIL or WORK_EXCEPTION was sent for the job."""
         return current_job is self._finished_job
 
@@ -303,12 +310,12 @@ class GearmanWorker(GearmanConnectionManager):
         self._send(current_job, command, fields)
 
     # -- called by handlers ---------------------------------------------------------------
-    def note_may_have_work(self, handler: Any) -> None:
+    def note_may_have_work(self, handler: GearmanWorkerCommandHandler) -> None:
         """A server may have work for us (connected, NOOP, NO_JOB elsewhere): grab."""
         self._grab_where_possible()
 
-    def on_job_assigned(self, handler: Any, handle: str, task: str, unique: Optional[str],
-                        reducer: Optional[str], data: bytes) -> None:
+    def on_job_assigned(self, handler: GearmanWorkerCommandHandler, handle: str, task: str,
+                        unique: Optional[str], reducer: Optional[str], data: bytes) -> None:
         try:
             decoded = self.data_encoder.decode(data)
         except Exception as exc:  # the data encoder could not decode the payload
@@ -322,13 +329,13 @@ class GearmanWorker(GearmanConnectionManager):
             job.reducer = reducer
         self._jobs.append((handler, job))
 
-    def on_connection_lost(self, handler: Any) -> None:
+    def on_connection_lost(self, handler: GearmanWorkerCommandHandler) -> None:
         if self._forget_jobs(handler):
             self.log.warning("jobs assigned by %s dropped with its connection; gearmand "
                              "re-queues them", handler.server)
 
-    def create_job(self, command_handler: Any, job_handle: str, task: str,
-                   unique: Optional[str], data: Any) -> Any:
+    def create_job(self, command_handler: GearmanWorkerCommandHandler, job_handle: str, task: str,
+                   unique: Optional[str], data: Payload) -> GearmanJob:
         """Build the job object handed to callbacks (2.x hook); ``data`` is already
         decoded by :attr:`data_encoder`, as in 2.x."""
         return self.job_class(command_handler.connection, job_handle, task, unique, data)
@@ -457,3 +464,8 @@ def _whole(value: Any, name: str) -> int:
 
 def _server(job: Any) -> str:
     return getattr(job.connection, "address", "?")
+
+
+if TYPE_CHECKING:
+    def _seam_check(worker: GearmanWorker) -> WorkerOwner:
+        return worker  # mypy checks that the worker is what its handlers may ask of it

@@ -1,5 +1,5 @@
-"""Failover and retries of issue 12, with scripted servers (``faultkit.FakeServer``)
-in front of or beside real gearmands.
+"""Failover and retries of issue 12, with scripted servers (the fault suite's
+``faultkit.FakeServer``, a thread on 127.0.0.1) beside real gearmands.
 
 - Defect 1: a retry goes to the NEXT server in the failover order, not back to the
   server that dropped the job (a server that accepts and closes every connection,
@@ -23,7 +23,7 @@ import gearman
 from gearman.constants import JOB_COMPLETE, JOB_UNKNOWN
 from gearman.protocol import Command
 
-from faultkit import FakeServer, PeerReader, packet
+from faults.faultkit import FakeServer, PeerReader, ThreadWorker, packet
 
 pytestmark = pytest.mark.gearmand
 TIMEOUT = 20.0
@@ -69,12 +69,18 @@ def upper(job: Any) -> bytes:
 
 
 @pytest.fixture
-def upper_worker(thread_workers: Any) -> Any:
+def upper_worker() -> Iterator[Any]:
+    """``start(*addresses)``: a worker thread for task ``upper``; stopped at teardown."""
+    started: List[ThreadWorker] = []
+
     def start(*addresses: str) -> None:
         worker = gearman.GearmanWorker(list(addresses))
         worker.register_task("upper", upper)
-        thread_workers(worker)
-    return start
+        started.append(ThreadWorker(worker).start())
+
+    yield start
+    assert all([runner.stop() for runner in started]), "a worker thread did not stop"
+    assert not [e for runner in started for e in runner.errors]
 
 
 # -- defect 1 ------------------------------------------------------------------------------
