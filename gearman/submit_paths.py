@@ -5,8 +5,10 @@
 -> ``establish_request_connection``, then two waits), some 250 Python calls for
 one job.  The client now takes shorter paths, but only where no override would be
 skipped: a subclass that overrides one of those methods, or a request class with
-its own ``reset``, is still called exactly as python-gearman 2.x called it.
-Decided once per (client class, request class).
+its own ``reset``, is still called exactly as python-gearman 2.x called it, and
+so is a method replaced on the client object itself (``client.send_job_request =
+...``).  Decided once per (client class, request class), unless the object has
+such a replacement.
 """
 from __future__ import annotations
 
@@ -15,15 +17,22 @@ from typing import Any, Dict, List, Sequence, Tuple
 from gearman.job import GearmanJobRequest
 
 
+#: The client methods a short path may skip.
+SKIPPABLE = ("submit_multiple_jobs", "submit_multiple_requests", "_create_request_from_dictionary",
+             "send_job_request", "establish_request_connection", "wait_until_jobs_accepted",
+             "wait_until_jobs_completed")
+
+
 class ShortPaths:
     """The short paths open to one client class (see the module docstring)."""
 
     __slots__ = ("submit", "batch", "send", "one_wait", "no_reset")
     _by_class: Dict[Tuple[Any, Any], ShortPaths] = {}
 
-    def __init__(self, client_class: Any, request_class: Any, base: Any) -> None:
+    def __init__(self, client_class: Any, request_class: Any, base: Any,
+                 replaced: Sequence[str] = ()) -> None:
         def own(cls: Any, names: Sequence[str], reference: Any) -> bool:
-            return any(getattr(cls, name, None) is not getattr(reference, name)
+            return any(name in replaced or getattr(cls, name, None) is not getattr(reference, name)
                        for name in names)
 
         #: submit_job may skip the batch methods 2.x sent it through
@@ -44,6 +53,9 @@ class ShortPaths:
     def of(cls, client: Any, base: Any) -> ShortPaths:
         """The paths for ``client``, whose class derives from ``base`` (GearmanClient)."""
         key = (type(client), client.job_request_class)
+        attributes = getattr(client, "__dict__", {})
+        if not attributes.keys().isdisjoint(SKIPPABLE):  # replaced on this object alone
+            return cls(key[0], key[1], base, [name for name in SKIPPABLE if name in attributes])
         paths = cls._by_class.get(key)
         if paths is None:
             if len(cls._by_class) >= 64:  # classes made on the fly: stay bounded

@@ -151,3 +151,25 @@ def test_plain_clients_take_every_short_path() -> None:
     paths = ShortPaths.of(gearman.GearmanClient([]), gearman.GearmanClient)
     assert (paths.submit, paths.batch, paths.send, paths.one_wait, paths.no_reset) == (
         True, True, True, True, True)
+
+
+def test_a_method_replaced_on_the_client_object_is_called_too(gearmand: GearmandProcess,
+                                                              echo_worker: None) -> None:
+    """Tests and applications patch a client object (client.send_job_request = ...):
+    the short paths step aside for that object alone."""
+    with gearman.GearmanClient([gearmand.address]) as client, \
+            gearman.GearmanClient([gearmand.address]) as plain:
+        sent: List[str] = []
+        original = client.send_job_request
+
+        def keep(request: Any) -> None:
+            sent.append(request.job.unique)
+            original(request)
+
+        client.send_job_request = keep  # type: ignore[method-assign]
+        client.submit_job("echo", b"a", unique="ua", poll_timeout=10)
+        client.submit_multiple_jobs([{"task": "echo", "data": b"b", "unique": "ub"}],
+                                    poll_timeout=10)
+        assert sent == ["ua", "ub"]
+        from gearman.submit_paths import ShortPaths
+        assert ShortPaths.of(plain, gearman.GearmanClient).send  # other objects unaffected
