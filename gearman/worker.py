@@ -20,6 +20,9 @@ from gearman.worker_handler import GearmanWorkerCommandHandler
 
 #: How long send_job_data/status/warning may wait for a slow server.
 UPDATE_SEND_TIMEOUT = 30.0
+#: A job's final command, as job observers name it.
+_OUTCOMES = {Command.WORK_COMPLETE: "complete", Command.WORK_FAIL: "fail",
+             Command.WORK_EXCEPTION: "exception"}
 
 
 def _takes_worker_argument(callback: Callable[..., Any]) -> bool:
@@ -63,6 +66,8 @@ class GearmanWorker(GearmanConnectionManager):
         self._work_thread: Optional[int] = None
         #: registrations the work loop sends next (made from another thread or a callback)
         self._pending_sends: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque()
+        #: told ``job_started(job)`` and ``job_finished(job, outcome)`` (add_job_observer)
+        self._job_observers: List[Any] = []
 
     # -- configuration ------------------------------------------------------------------
     def set_client_id(self, client_id: Any) -> None:
@@ -190,6 +195,21 @@ class GearmanWorker(GearmanConnectionManager):
         self.flush_connections(self.connection_list, UPDATE_SEND_TIMEOUT)
         super().shutdown()
 
+    def add_job_observer(self, observer: Any) -> None:
+        """Tell ``observer.job_started(job)`` before a job's callback runs and
+        ``observer.job_finished(job, outcome)`` when its final answer is sent
+        (outcome ``'complete'``, ``'fail'`` or ``'exception'``), on the thread
+        doing the job.  An observer that raises is logged, never fails the job.
+        gearman.metrics.instrument_worker uses this."""
+        self._job_observers.append(observer)
+
+    def _tell_observers(self, event: str, *args: Any) -> None:
+        for observer in self._job_observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:
+                self.log.exception("job observer %r failed on %s", observer, event)
+
     # -- hooks ----------------------------------------------------------------------------
     def after_poll(self, any_activity: bool) -> bool:
         """Called after every poll pass; return False to end :meth:`work`."""
@@ -300,6 +320,8 @@ class GearmanWorker(GearmanConnectionManager):
             raise errors.InvalidWorkerState(f"job {current_job.handle} (task "
                                             f"{current_job.task!r}) was already finished")
         self._finished_job = current_job
+        if self._job_observers:
+            self._tell_observers("job_finished", current_job, _OUTCOMES[command])
         self._send(current_job, command, fields)
 
     # -- called by handlers ---------------------------------------------------------------
@@ -428,6 +450,8 @@ class GearmanWorker(GearmanConnectionManager):
             return
         self._current_job = job
         self._finished_job = None
+        if self._job_observers:
+            self._tell_observers("job_started", job)
         try:
             self.on_job_execute(job)  # its return value is ignored, as in 2.x
         except Exception as exc:  # an overridden hook failed: fail the job, keep working
