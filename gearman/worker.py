@@ -6,6 +6,7 @@ server is reconnected with capped, jittered backoff and re-registered.
 from __future__ import annotations
 
 import collections
+import logging
 import sys
 import threading
 import time
@@ -14,6 +15,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 from gearman import errors
 from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import DEFAULT_WORKER_POLL_TIMEOUT
+from gearman.logs import describe_job, job_log_fields
 from gearman.protocol import Command
 from gearman.util import Backoff, check_name, to_bytes, to_text
 from gearman.worker_handler import GearmanWorkerCommandHandler
@@ -203,6 +205,13 @@ class GearmanWorker(GearmanConnectionManager):
         gearman.metrics.instrument_worker uses this."""
         self._job_observers.append(observer)
 
+    def _log_job(self, level: int, job: Any, message: str, *args: Any, **kwargs: Any) -> None:
+        """Log about ``job``: the message starts with its handle, task and unique id,
+        and the record carries them as gearman_handle/gearman_task/gearman_unique."""
+        if self.log.isEnabledFor(level):
+            self.log.log(level, "%s " + message, describe_job(job), *args,
+                         extra=job_log_fields(job), stacklevel=2, **kwargs)
+
     def _tell_observers(self, event: str, *args: Any) -> None:
         for observer in self._job_observers:
             try:
@@ -234,9 +243,8 @@ class GearmanWorker(GearmanConnectionManager):
     def on_job_exception(self, current_job: Any, exc_info: Any) -> bool:
         """Log the traceback and fail the job with WORK_EXCEPTION alone."""
         exc = exc_info[1]
-        self.log.error("job %s (task %r) from %s raised %s", current_job.handle,
-                       current_job.task, _server(current_job), type(exc).__name__,
-                       exc_info=exc_info)
+        self._log_job(logging.ERROR, current_job, "from %s raised %s", _server(current_job),
+                      type(exc).__name__, exc_info=exc_info)
         if not self.job_finished(current_job):
             self.send_job_exception(current_job, f"{type(exc).__name__}: {exc}")
         return True
@@ -248,8 +256,7 @@ class GearmanWorker(GearmanConnectionManager):
         try:
             self.send_job_complete(current_job, job_result)
         except Exception as exc:  # any encoder failure: fail this job, keep working
-            self.log.error("job %s (task %r): cannot send the result: %s", current_job.handle,
-                           current_job.task, exc)
+            self._log_job(logging.ERROR, current_job, "cannot send the result: %s", exc)
             self.send_job_exception(current_job, f"result not sendable: {exc}")
         return True
 
@@ -295,9 +302,8 @@ class GearmanWorker(GearmanConnectionManager):
         connection = current_job.connection
         handler = self._handlers.get(connection)
         if handler is None or not connection.connected:
-            self.log.warning("job %s (task %r): %s not sent, connection to %s is gone; "
-                             "gearmand re-queues the job", current_job.handle, current_job.task,
-                             command.name, _server(current_job))
+            self._log_job(logging.WARNING, current_job, "%s not sent, connection to %s is gone; "
+                          "gearmand re-queues the job", command.name, _server(current_job))
             return False
         try:
             handler.send_command(command, current_job.handle.encode("utf-8", "surrogateescape"),
@@ -334,8 +340,9 @@ class GearmanWorker(GearmanConnectionManager):
         try:
             decoded = self.data_encoder.decode(data)
         except Exception as exc:  # the data encoder could not decode the payload
-            self.log.error("job %s (task %r) from %s: cannot decode its data: %r", handle, task,
-                           handler.server, exc)
+            self._log_job(logging.ERROR, self.job_class(handler.connection, handle, task, unique,
+                                                         None),
+                          "from %s: cannot decode its data: %r", handler.server, exc)
             handler.send_command(Command.WORK_EXCEPTION, handle.encode("utf-8", "surrogateescape"),
                                  f"data not decodable: {exc!r}".encode())
             return
@@ -445,8 +452,8 @@ class GearmanWorker(GearmanConnectionManager):
             return
         if job.task not in self.worker_abilities:
             # Assigned before gearmand saw our CANT_DO, which re-queued it: no answer.
-            self.log.info("job %s for unregistered task %r from %s not run; gearmand "
-                          "re-queued it on CANT_DO", job.handle, job.task, handler.server)
+            self._log_job(logging.INFO, job, "for an unregistered task from %s not run; "
+                          "gearmand re-queued it on CANT_DO", handler.server)
             return
         self._current_job = job
         self._finished_job = None
@@ -455,16 +462,15 @@ class GearmanWorker(GearmanConnectionManager):
         try:
             self.on_job_execute(job)  # its return value is ignored, as in 2.x
         except Exception as exc:  # an overridden hook failed: fail the job, keep working
-            self.log.error("job %s (task %r): on_job_execute raised %s", job.handle, job.task,
-                           type(exc).__name__, exc_info=True)
+            self._log_job(logging.ERROR, job, "on_job_execute raised %s", type(exc).__name__,
+                          exc_info=True)
             if self._finished_job is not job:
                 self._send_final(job, Command.WORK_EXCEPTION,
                                  (f"{type(exc).__name__}: {exc}".encode("utf-8", "replace"),))
         finally:
             self._current_job = None
         if self._finished_job is not job:
-            self.log.error("job %s (task %r) ended without a result; sending WORK_FAIL",
-                           job.handle, job.task)
+            self._log_job(logging.ERROR, job, "ended without a result; sending WORK_FAIL")
             self._send_final(job, Command.WORK_FAIL, ())
         self._finished_job = None  # do not keep the job alive until the next one
 
