@@ -322,12 +322,12 @@ class GearmanWorker(GearmanConnectionManager):
             self.flush_connections([current_job.connection], limit)
 
     def _send_final(self, current_job: Any, command: Command, fields: Tuple[bytes, ...]) -> None:
+        if self._job_observers and not self.job_finished(current_job):
+            self._tell_observers("job_finished", current_job, _OUTCOMES[command])
         if current_job is self._finished_job:
             raise errors.InvalidWorkerState(f"job {current_job.handle} (task "
                                             f"{current_job.task!r}) was already finished")
         self._finished_job = current_job
-        if self._job_observers:
-            self._tell_observers("job_finished", current_job, _OUTCOMES[command])
         self._send(current_job, command, fields)
 
     # -- called by handlers ---------------------------------------------------------------

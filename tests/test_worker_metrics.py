@@ -144,3 +144,21 @@ def test_a_failing_observer_never_fails_the_job(gearmand: GearmandProcess,
 def test_instrument_worker_refuses_what_is_not_a_worker() -> None:
     with pytest.raises(TypeError, match="needs a GearmanWorker"):
         instrument_worker(object())
+
+
+def test_a_second_final_answer_is_not_counted_again(gearmand: GearmandProcess,
+                                                    run_worker: Any) -> None:
+    def twice(worker: Any, job: Any) -> None:
+        worker.send_job_complete(job, b"first")
+        worker.send_job_failure(job)  # refused: the job was already finished
+
+    worker = gearman.GearmanWorker([gearmand.address])
+    worker.register_task("twice", twice)
+    metrics = instrument_worker(worker)
+    run_worker(worker)
+    wait_for(lambda: has_worker(gearmand, "-", "twice"))
+    with gearman.GearmanClient([gearmand.address]) as client:
+        assert client.submit_job("twice", "", poll_timeout=10).result == b"first"
+    assert [metrics.jobs.labels("twice", outcome).get() for outcome in
+            ("complete", "fail", "exception")] == [1, 0, 0]
+    assert metrics.in_progress.labels("twice").get() == 0

@@ -41,8 +41,6 @@ The API (stable; the worker pool and the exporter use it)::
   complete/fail/exception; ``gearman_worker_job_duration_seconds{task}``;
   ``gearman_worker_jobs_in_progress{task}``) in ``metrics.registry`` (a new one if
   None), through ``worker.add_job_observer``; thread-safe.
-- ``PoolMetrics(registry)``: ``.processes`` (Gauge ``gearman_pool_processes``) and
-  ``.restarts`` (Counter ``gearman_pool_restarts_total{reason}``) for the pool.
 """
 from __future__ import annotations
 
@@ -50,12 +48,11 @@ from gearman.metrics.core import DEFAULT_BUCKETS, Counter, Gauge, Histogram, Reg
 from gearman.metrics.exposition import (CONTENT_TYPE, MetricFamily, escape_help,
                                         escape_label_value, format_value)
 from gearman.metrics.server import HealthCheck, MetricsServer, parse_listen_address
-from gearman.metrics.worker import (JOB_DURATION_BUCKETS, PoolMetrics, WorkerMetrics,
-                                    instrument_worker)
+from gearman.metrics.worker import JOB_DURATION_BUCKETS, WorkerMetrics, instrument_worker
 
 __all__ = [
     "CONTENT_TYPE", "DEFAULT_BUCKETS", "JOB_DURATION_BUCKETS", "Counter", "Gauge", "Histogram",
     "MetricFamily", "Registry", "MetricsServer", "HealthCheck", "parse_listen_address",
     "escape_help", "escape_label_value", "format_value", "instrument_worker",
-    "WorkerMetrics", "PoolMetrics",
+    "WorkerMetrics",
 ]

@@ -1,4 +1,4 @@
-"""Job metrics for a GearmanWorker, and the worker pool's own gauges.
+"""Job metrics for a GearmanWorker.
 
 ``instrument_worker(worker)`` adds one job observer to the worker
 (:meth:`GearmanWorker.add_job_observer`); it counts on whatever thread runs
@@ -74,15 +74,3 @@ def instrument_worker(worker: Any, registry: Optional[Registry] = None) -> Worke
     add(metrics)
     return metrics
 
-
-class PoolMetrics:
-    """The worker pool's gauges: ``gearman_pool_processes`` (children running now)
-    and ``gearman_pool_restarts_total{reason}`` (children replaced, by why)."""
-
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-        self.processes: Gauge = registry.gauge(
-            "gearman_pool_processes", "Worker processes the pool runs now.")
-        self.restarts: Counter = registry.counter(
-            "gearman_pool_restarts_total", "Worker processes the pool replaced, by reason.",
-            ["reason"])
