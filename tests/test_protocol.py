@@ -180,6 +180,33 @@ def test_make_checks_names_and_nul():
         Packet.make(Command.CAN_DO, task="text")
 
 
+@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview,
+                                  lambda raw: memoryview(bytearray(raw))],
+                         ids=["bytes", "bytearray", "memoryview", "memoryview-of-bytearray"])
+def test_make_refuses_a_nul_inside_any_bytes_like_argument_but_the_last(wrap):
+    """Defect 7: ``NULL in memoryview`` is always False, so a memoryview task with a
+    NUL passed and pack() framed a packet whose arguments no longer lined up."""
+    with pytest.raises(ValueError, match="task must not contain a NUL"):
+        Packet.make(Command.SUBMIT_JOB, task=wrap(b"ab\0cd"), unique=b"u", data=b"d")
+    with pytest.raises(ValueError, match="unique must not contain a NUL"):
+        Packet.make(Command.SUBMIT_JOB, task=b"t", unique=wrap(b"\0"), data=b"d")
+    with pytest.raises(ValueError, match="NUL"):
+        pack_header_and_body(Command.SUBMIT_JOB, (wrap(b"ab\0cd"), b"u", b"d"))
+    # The last argument may carry NULs, whatever its type; the wire bytes are literal.
+    packet = Packet.make(Command.WORK_DATA, job_handle=wrap(b"H:1"), data=wrap(b"a\0b"))
+    assert packet.args == (b"H:1", b"a\0b") and all(type(a) is bytes for a in packet.args)
+    assert pack(packet) == b"\0REQ\x00\x00\x00\x1c\x00\x00\x00\x07H:1\0a\0b"
+
+
+def test_a_memoryview_of_wide_items_is_framed_by_its_bytes():
+    import array
+    words = memoryview(array.array("H", [0x4142, 0x4344]))  # 2 items, 4 bytes
+    header, body = pack_header_and_body(Command.ECHO_REQ, (words,))
+    assert header + body == b"\0REQ\x00\x00\x00\x10\x00\x00\x00\x04" + words.tobytes()
+    packet = Packet.make(Command.ECHO_REQ, data=words)
+    assert pack(packet) == header + body
+
+
 def test_submit_command_table():
     assert submit_command(False, PRIORITY_NONE) is Command.SUBMIT_JOB
     assert submit_command(True, PRIORITY_HIGH) is Command.SUBMIT_JOB_HIGH_BG
