@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from gearman.constants import DEFAULT_MAX_PACKET_SIZE, PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NONE
 from gearman.errors import ProtocolError, UnknownCommandError
@@ -454,3 +454,15 @@ def parse_err_line(text: str) -> Tuple[str, str]:
     code = parts[1] if len(parts) > 1 else ""
     message = parts[2].replace("+", " ") if len(parts) > 2 else ""
     return code, message
+
+
+# python-gearman 2.0.2's module-level names (GEARMAN_COMMAND_*, pack_binary_command,
+# ...) live in gearman.protocol_compat, loaded on first use of one of them here.
+if TYPE_CHECKING:
+    from gearman.protocol_compat import *  # noqa: F403
+else:
+    def __getattr__(name: str) -> Any:
+        from gearman import protocol_compat
+        if name in protocol_compat.__all__:
+            return getattr(protocol_compat, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
