@@ -174,12 +174,13 @@ class GearmanConnection:
         """Queue one admin text command line."""
         if not self.connected:
             raise self._error(f"cannot send {line!r}: not connected")
-        self._queue(line)
+        self._queue(line if type(line) is bytes else bytes(line))
 
     def _queue(self, head: Chunk, payload: Chunk = b"") -> None:
         """Append to the outgoing buffer.  ``head`` (a packet header with the fields
         before the payload, or an admin line: always small) joins the last bytearray;
-        a payload of _BY_REFERENCE bytes or more is queued by reference, never copied."""
+        a ``bytes`` payload of _BY_REFERENCE bytes or more is queued by reference, never
+        copied; the connection never keeps a caller's mutable buffer."""
         out = self._out
         self._out_size += len(head) + len(payload)
         if out and type(out[-1]) is bytearray:
@@ -189,7 +190,10 @@ class GearmanConnection:
             tail = bytearray(head)
             out.append(tail)
         if len(payload) >= _BY_REFERENCE:
-            out.append(payload)
+            # Only immutable bytes are kept by reference; anything else the caller
+            # still owns (later headers would be appended to a queued bytearray,
+            # and flush() trims it), so it is copied once here.
+            out.append(payload if type(payload) is bytes else bytes(payload))
         elif payload:
             tail += payload
 

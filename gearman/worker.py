@@ -129,7 +129,8 @@ class GearmanWorker(GearmanConnectionManager):
         """
         if poll_timeout is not None and poll_timeout < 0:
             raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
-        self._stop_requested = False
+        # _stop_requested is not cleared here: a shutdown() that ran before this
+        # point (another thread, or before work() was called) ends this work() at once.
         reconnect_hook_overridden = (type(self).establish_worker_connections
                                      is not GearmanWorker.establish_worker_connections)
         self._work_thread = threading.get_ident()
@@ -167,6 +168,7 @@ class GearmanWorker(GearmanConnectionManager):
             self._stop_requested = True  # no GRAB while the last results are flushed
             self._working = False
             self._finish_and_close()
+            self._stop_requested = False  # the request is used up: a later work() runs
 
     def establish_worker_connections(self) -> List[Any]:
         """Connect every server that is down and due for another try."""
@@ -178,9 +180,10 @@ class GearmanWorker(GearmanConnectionManager):
     def shutdown(self) -> None:
         """Stop: inside ``work()`` (a callback, hook, signal handler or another
         thread) it ends the loop after the current job; otherwise it closes
-        every connection now."""
+        every connection now, and the next ``work()`` returns at once (so a
+        shutdown() from another thread that wins the race with work() is kept)."""
+        self._stop_requested = True
         if self._working:
-            self._stop_requested = True
             self.wakeup()
             return
         super().shutdown()
