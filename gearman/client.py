@@ -8,10 +8,10 @@ the argument checks live in :mod:`gearman.request_checks`; the server order in
 """
 from __future__ import annotations
 
-from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence,
-                    Union, cast, overload)
+from typing import (TYPE_CHECKING, Callable, Iterable, List, Optional, Sequence, Union, cast,
+                    overload)
 
-from gearman import errors, request_fate
+from gearman import client_queries, errors, request_fate
 from gearman.client_handler import GearmanClientCommandHandler, StatusQuery
 from gearman.connection import GearmanConnection
 from gearman.connection_manager import GearmanConnectionManager
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from gearman.seams import ClientOwner
 
 __all__ = ["GearmanClient", "MAX_HANDLE_LENGTH", "resolve_timeout"]
+
 
 class GearmanClient(GearmanConnectionManager):
     """Submits jobs to gearmand servers and collects their results.
@@ -161,7 +162,7 @@ class GearmanClient(GearmanConnectionManager):
         """The live connection ``current_request`` should use; connects if needed.
         Servers that refuse are skipped (backed off), without using up a try.  A
         retry starts at the server after the one that dropped the request."""
-        connections = self.connection_list
+        connections = self.server_pool.connections  # (once per job: not the property)
         if len(connections) == 1 and connections[0].connected:
             return connections[0]  # type: ignore[no-any-return]
         if not connections:
@@ -318,38 +319,6 @@ class GearmanClient(GearmanConnectionManager):
             query.request.timed_out = True
         return requests
 
-    def _server_connection(self, server: Optional[HostItem],
-                           unique: Optional[str] = None) -> Optional[GearmanConnection]:
-        if server is None:
-            if unique is not None:
-                order: List[GearmanConnection] = self.server_pool.failover_order(unique)
-                return order[0] if order else None
-            if len(self.connection_list) == 1:
-                return self.connection_list[0]
-            raise ValueError("server is required: this client has several servers, and a "
-                             "job handle is only meaningful on the server that issued it")
-        return self.connection_named(server)
-
-    def _query(self, connection: Optional[GearmanConnection], query: StatusQuery, send: str,
-               deadline: Deadline) -> Dict[str, Any]:
-        if connection is None:
-            raise errors.ServerUnavailable("GearmanClient has no servers in its host_list")
-        if connection.connected:  # notice a close by a restarted server before sending
-            self.poll_connections_once([connection], 0)
-        if not connection.connected and not self.establish_connection(connection):
-            raise errors.ConnectionError(connection.gearman_host, connection.gearman_port,
-                                         "server is down")
-        getattr(self.server_pool.handler_for(connection), send)(query)
-        if self._wait_queries([query], deadline):
-            raise errors.InvalidClientState(f"gearmand at {connection.address} did not answer "
-                                            f"{send[5:].upper()} in time")
-        if query.result is None:
-            raise errors.ConnectionError(connection.gearman_host, connection.gearman_port,
-                                         "connection lost while waiting for the answer")
-        if "error" in query.result:
-            raise query.result["error"]
-        return query.result
-
     def get_job_status_by_handle(self, handle: Name, server: Optional[HostItem] = None,
                                  poll_timeout: Optional[float] = None, *,
                                  timeout: Optional[float] = None) -> JobStatus:
@@ -357,9 +326,10 @@ class GearmanClient(GearmanConnectionManager):
         ``known``, ``running``, ``numerator``, ``denominator``, ``time_received``."""
         raw = check_handle(handle)
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
-        connection = self._server_connection(server)
-        return cast(JobStatus, self._query(connection, StatusQuery(raw), "send_get_status",
-                                           deadline))
+        connection = client_queries.server_for(self, server)
+        answer = client_queries.ask(self, connection, StatusQuery(raw), "send_get_status",
+                                    deadline)
+        return cast(JobStatus, answer)
 
     def get_job_status_by_unique(self, unique: Name, server: Optional[HostItem] = None,
                                  poll_timeout: Optional[float] = None, *,
@@ -370,18 +340,19 @@ class GearmanClient(GearmanConnectionManager):
         if not raw or len(raw) > MAX_UNIQUE_LENGTH or b"\0" in raw:
             raise ValueError(f"unique must be 1 to {MAX_UNIQUE_LENGTH} bytes without NUL")
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
-        connection = self._server_connection(server, to_text(raw))
-        return cast(JobStatus, self._query(connection, StatusQuery(raw),
-                                           "send_get_status_unique", deadline))
+        connection = client_queries.server_for(self, server, to_text(raw))
+        answer = client_queries.ask(self, connection, StatusQuery(raw), "send_get_status_unique",
+                                    deadline)
+        return cast(JobStatus, answer)
 
     def echo(self, data: Name = b"ping", server: Optional[HostItem] = None,
              poll_timeout: Optional[float] = 5.0, *, timeout: Optional[float] = None) -> bytes:
         """ECHO_REQ round trip; returns what the server echoed."""
         deadline = Deadline(resolve_timeout(poll_timeout if timeout is None else None, timeout))
-        connection = self._server_connection(server)
-        result = self._query(connection, StatusQuery(to_bytes(data, "data")), "send_echo",
-                             deadline)
-        return bytes(result["data"])
+        connection = client_queries.server_for(self, server)
+        answer = client_queries.ask(self, connection, StatusQuery(to_bytes(data, "data")),
+                                    "send_echo", deadline)
+        return bytes(answer["data"])
 
     def _wait_queries(self, queries: List[StatusQuery], deadline: Deadline) -> List[StatusQuery]:
         """Poll until every query is answered; returns those that were not."""

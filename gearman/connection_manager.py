@@ -21,7 +21,6 @@ from gearman.server_pool import ServerPool, ServerRecord
 from gearman.shapes import HostItem, Payload
 from gearman.util import Backoff, Deadline, HostAddress, parse_host, parse_host_list
 
-log = logging.getLogger(__name__)
 _Manager = TypeVar("_Manager", bound="GearmanConnectionManager")
 
 EVENT_READ, EVENT_WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
@@ -227,8 +226,7 @@ class GearmanConnectionManager:
         record = self.server_pool.record(connection)
         self._forget(record)
         connection.close()
-        handler: Optional[GearmanCommandHandler] = self.server_pool.detach(connection)
-        return handler
+        return self.server_pool.detach(connection)  # type: ignore[no-any-return]
 
     def _set_interest(self, record: ServerRecord, events: int) -> None:
         """Register the server's socket with the selector for ``events``, or change them.
@@ -372,10 +370,8 @@ class GearmanConnectionManager:
     # -- shutdown -----------------------------------------------------------------
     def shutdown(self) -> None:
         """Close every connection.  The object can connect again afterwards."""
-        for connection in list(self.connection_list):
-            handler = self._detach(connection)
-            if handler is not None:
-                handler.on_io_error()
+        for record in list(self.server_pool.records()):
+            self._end_session(record)
 
     def close(self) -> None:
         """Close every connection and release the poll loop for good."""
