@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence,
+                    Tuple, TypeVar, Union)
 
 from gearman import errors
 from gearman.admin_client_handler import AdminQuery, GearmanAdminClientCommandHandler
+from gearman.connection import GearmanConnection
 from gearman.connection_manager import GearmanConnectionManager
-from gearman.constants import DEFAULT_ADMIN_POLL_TIMEOUT
+from gearman.constants import (DEFAULT_ADMIN_POLL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+                               DEFAULT_MAX_PACKET_SIZE)
 from gearman.protocol import parse_err_line
+from gearman.shapes import HostItem, Name, PriorityStatus, QueuedJob, TaskStatus, WorkerInfo
 from gearman.util import Deadline, check_name
+
+if TYPE_CHECKING:
+    from gearman.seams import AdminOwner
+
+_Row = TypeVar("_Row")
 
 ECHO_STRING = b"ping? pong!"
 
@@ -40,7 +49,7 @@ def split_err_line(line: str) -> Tuple[str, str]:
     return code, text
 
 
-def parse_status_line(line: str) -> Dict[str, Any]:
+def parse_status_line(line: str) -> TaskStatus:
     """``FUNCTION\tTOTAL\tRUNNING\tWORKERS`` -> task, queued (the total), running, workers."""
     fields = line.split("\t")
     if len(fields) < 4:
@@ -49,7 +58,7 @@ def parse_status_line(line: str) -> Dict[str, Any]:
             "workers": _int(fields[3])}
 
 
-def parse_priority_status_line(line: str) -> Dict[str, Any]:
+def parse_priority_status_line(line: str) -> PriorityStatus:
     """``FUNCTION\tHIGH\tNORMAL\tLOW\tWORKERS`` -> task, high, normal, low, workers."""
     fields = line.split("\t")
     if len(fields) < 5:
@@ -58,7 +67,7 @@ def parse_priority_status_line(line: str) -> Dict[str, Any]:
             "low": _int(fields[3]), "workers": _int(fields[4])}
 
 
-def parse_workers_line(line: str) -> Dict[str, Any]:
+def parse_workers_line(line: str) -> WorkerInfo:
     """``FD IP CLIENT_ID : F1 F2`` -> file_descriptor, ip, client_id, tasks.
 
     Split on single spaces rather than on ``' :'``: an IPv6 peer (``::1``)
@@ -70,7 +79,7 @@ def parse_workers_line(line: str) -> Dict[str, Any]:
             "tasks": tuple(fields[3][1:].split())}
 
 
-def parse_jobs_line(line: str) -> Dict[str, Any]:
+def parse_jobs_line(line: str) -> QueuedJob:
     """``HANDLE\tRETRIES\tIGNORE_JOB\tJOB_QUEUED`` -> handle, retries, ignore_job, job_queued."""
     fields = line.split("\t")
     if len(fields) < 4:
@@ -89,10 +98,12 @@ class GearmanAdminClient(GearmanConnectionManager):
     command_handler_class = GearmanAdminClientCommandHandler
     closed_error = errors.InvalidAdminClientState
 
-    def __init__(self, host_list: Any = None,
-                 poll_timeout: Optional[float] = DEFAULT_ADMIN_POLL_TIMEOUT,
-                 **options: Any) -> None:
-        super().__init__(host_list, **options)
+    def __init__(self, host_list: Optional[Iterable[HostItem]] = None,
+                 poll_timeout: Optional[float] = DEFAULT_ADMIN_POLL_TIMEOUT, *,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, keepalive: bool = False,
+                 max_packet_size: int = DEFAULT_MAX_PACKET_SIZE, trace: bool = False) -> None:
+        super().__init__(host_list, connect_timeout=connect_timeout, keepalive=keepalive,
+                         max_packet_size=max_packet_size, trace=trace)
         if poll_timeout is not None and (isinstance(poll_timeout, bool) or poll_timeout < 0):
             raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
         self.poll_timeout = poll_timeout
@@ -101,35 +112,37 @@ class GearmanAdminClient(GearmanConnectionManager):
         """Handlers report each answered query; a wait checks its own ``query.done``."""
 
     # -- plumbing ------------------------------------------------------------------------
-    def _connection_for(self, server: Any) -> Any:
+    def _connection_for(self, server: Optional[HostItem]) -> GearmanConnection:
         if not self.connection_list:
             raise errors.ServerUnavailable("GearmanAdminClient has no servers in its host_list")
         if server is None:
             return self.connection_list[0]
         return self.connection_named(server)
 
-    def establish_admin_connection(self, server: Any = None,
-                                   deadline: Optional[Deadline] = None) -> Any:
+    def establish_admin_connection(self, server: Optional[HostItem] = None,
+                                   deadline: Optional[Deadline] = None) -> GearmanConnection:
         connection = self._connection_for(server)
         if connection.connected:  # notice a close by a restarted server before sending
             self.poll_connections_once([connection], 0)
         if not connection.connected:
             remaining = deadline.remaining() if deadline else self.poll_timeout
             # An admin call is explicit: establish_connection tries now, backoff or not.
-            self._last_failure.pop(connection, None)
+            pool = self.server_pool
+            pool.clear_last_failure(connection)
             if not self.establish_connection(connection, remaining):
-                why = self._last_failure.pop(connection, None)
+                why = pool.last_failure(connection)
+                pool.clear_last_failure(connection)
                 reason = getattr(why, "reason", None) or str(why or "connection failed")
                 raise errors.ConnectionError(connection.gearman_host, connection.gearman_port,
                                              f"cannot connect for an admin command: {reason}")
         return connection
 
-    def _ask(self, command: str, *args: Any, server: Any = None) -> Any:
+    def _ask(self, command: str, *args: Any, server: Optional[HostItem] = None) -> Any:
         deadline = Deadline(self.poll_timeout)
         connection = self.establish_admin_connection(server, deadline)
         query = AdminQuery(command, *args)
         try:
-            self._handlers[connection].send_query(query)
+            self.server_pool.handler_for(connection).send_query(query)
         except errors.ConnectionError as exc:
             self._drop(connection, exc)
             raise
@@ -145,7 +158,7 @@ class GearmanAdminClient(GearmanConnectionManager):
             raise errors.AdminCommandError(code, text, connection.address, command)
         return result
 
-    def _ask_text(self, command: str, *args: Any, server: Any = None) -> str:
+    def _ask_text(self, command: str, *args: Any, server: Optional[HostItem] = None) -> str:
         """An admin command whose reply is one line of text."""
         return str(self._ask(command, *args, server=server))
 
@@ -170,14 +183,14 @@ class GearmanAdminClient(GearmanConnectionManager):
                 f"{self.poll_timeout} seconds")
         return query
 
-    def _lines(self, command: str, server: Any) -> List[str]:
+    def _lines(self, command: str, server: Optional[HostItem]) -> List[str]:
         reply = self._ask(command, server=server)
         if not isinstance(reply, list):
             raise errors.ProtocolError(f"expected a list reply to {command!r}, got {reply!r}")
         return reply
 
-    def _parsed(self, command: str, server: Any,
-                parse: Callable[[str], Dict[str, Any]]) -> List[Dict[str, Any]]:
+    def _parsed(self, command: str, server: Optional[HostItem],
+                parse: Callable[[str], _Row]) -> List[_Row]:
         """The reply to a list command, one dict per line; a malformed line raises
         ProtocolError naming the server and the line."""
         result = []
@@ -195,7 +208,7 @@ class GearmanAdminClient(GearmanConnectionManager):
         return reply[3:] if reply.startswith("OK ") else reply
 
     # -- commands ----------------------------------------------------------------------
-    def ping_server(self, server: Any = None) -> float:
+    def ping_server(self, server: Optional[HostItem] = None) -> float:
         """ECHO round trip; returns the seconds it took."""
         start = time.monotonic()
         echoed = self._ask("echo", ECHO_STRING, server=server)
@@ -204,20 +217,20 @@ class GearmanAdminClient(GearmanConnectionManager):
                                                  f"got {echoed!r}")
         return time.monotonic() - start
 
-    def get_status(self, server: Any = None) -> List[Dict[str, Any]]:
+    def get_status(self, server: Optional[HostItem] = None) -> List[TaskStatus]:
         """``status``: one dict per function: task, queued (gearmand's total: queued
         plus running, as in 2.x), running, workers."""
         return self._parsed("status", server, parse_status_line)
 
-    def get_priority_status(self, server: Any = None) -> List[Dict[str, Any]]:
+    def get_priority_status(self, server: Optional[HostItem] = None) -> List[PriorityStatus]:
         """``prioritystatus`` (gearmand 1.1.15+): queued jobs per priority, and workers."""
         return self._parsed("prioritystatus", server, parse_priority_status_line)
 
-    def get_version(self, server: Any = None) -> str:
+    def get_version(self, server: Optional[HostItem] = None) -> str:
         """The server's version, e.g. ``'1.1.20+ds'``."""
         return self._ok_value(self._ask("version", server=server))
 
-    def get_pid(self, server: Any = None) -> int:
+    def get_pid(self, server: Optional[HostItem] = None) -> int:
         """The server's process id."""
         reply = self._ok_value(self._ask("getpid", server=server))
         try:
@@ -226,26 +239,26 @@ class GearmanAdminClient(GearmanConnectionManager):
             raise errors.ProtocolError(f"getpid: {exc}",
                                        server=self._connection_for(server).address) from None
 
-    def get_verbose(self, server: Any = None) -> str:
+    def get_verbose(self, server: Optional[HostItem] = None) -> str:
         """The server's log level, e.g. ``'INFO'``."""
         return self._ok_value(self._ask("verbose", server=server))
 
-    def get_workers(self, server: Any = None) -> List[Dict[str, Any]]:
+    def get_workers(self, server: Optional[HostItem] = None) -> List[WorkerInfo]:
         """``workers``: every connection (clients and this one too), with its
         file_descriptor (int), ip, client_id (``'-'`` if unset) and tasks (tuple)."""
         return self._parsed("workers", server, parse_workers_line)
 
-    def get_jobs(self, server: Any = None) -> List[Dict[str, Any]]:
+    def get_jobs(self, server: Optional[HostItem] = None) -> List[QueuedJob]:
         """``show jobs``: handle, retries (int), ignore_job (cancelled), job_queued
         (in the persistent queue).  2.x called the last three queued/canceled/enabled."""
         return self._parsed("show jobs", server, parse_jobs_line)
 
-    def get_unique_jobs(self, server: Any = None) -> List[Dict[str, str]]:
+    def get_unique_jobs(self, server: Optional[HostItem] = None) -> List[Dict[str, str]]:
         """``show unique jobs``: one ``{'unique': str}`` per job (empty for no unique)."""
         return [{"unique": line} for line in self._lines("show unique jobs", server)]
 
-    def send_maxqueue(self, task: Any, max_size: Union[int, Sequence[int], None] = None,
-                      server: Any = None) -> str:
+    def send_maxqueue(self, task: Name, max_size: Union[int, Sequence[int], None] = None,
+                      server: Optional[HostItem] = None) -> str:
         """``maxqueue``: one size for all priorities, or ``(high, normal, low)``.
         None, 0 or a negative size means unlimited.  gearmand applies it only to
         functions it already knows."""
@@ -265,32 +278,32 @@ class GearmanAdminClient(GearmanConnectionManager):
                 raise TypeError(f"max_size values must be int, got {size!r}")
         return self._ask_text("maxqueue", name, *(str(size) for size in sizes), server=server)
 
-    def send_shutdown(self, graceful: bool = True, server: Any = None) -> str:
+    def send_shutdown(self, graceful: bool = True, server: Optional[HostItem] = None) -> str:
         """``shutdown [graceful]``.  gearmand 1.1.15 and later removed it and answer
         ERR UNKNOWN_COMMAND, which is raised."""
         if graceful:
             return self._ask_text("shutdown", "graceful", server=server)
         return self._ask_text("shutdown", server=server)
 
-    def cancel_job(self, handle: Any, server: Any = None) -> str:
+    def cancel_job(self, handle: Name, server: Optional[HostItem] = None) -> str:
         """``cancel job HANDLE``; an unknown handle raises (ERR UNKNOWN_JOB)."""
         raw = check_name(handle, "handle")
         return self._ask_text("cancel job", raw, server=server)
 
-    def create_function(self, task: Any, server: Any = None) -> str:
+    def create_function(self, task: Name, server: Optional[HostItem] = None) -> str:
         """``create function F``."""
         return self._ask_text("create function", check_name(task, "task"), server=server)
 
-    def drop_function(self, task: Any, server: Any = None) -> str:
+    def drop_function(self, task: Name, server: Optional[HostItem] = None) -> str:
         """``drop function F``: only for functions with no workers and no jobs."""
         return self._ask_text("drop function", check_name(task, "task"), server=server)
 
-    def ask_all_servers(self, method: str, *args: Any, **kwargs: Any
-                        ) -> List[Tuple[str, Any]]:
+    def ask_all_servers(self, method: str, *args: object, **kwargs: object
+                        ) -> List[Tuple[str, object]]:
         """Call one admin method on every server: ``[(address, result or error)]``."""
         if method.startswith("_") or not callable(getattr(self, method, None)):
             raise ValueError(f"{method!r} is not an admin command")
-        answers: List[Tuple[str, Any]] = []
+        answers: List[Tuple[str, object]] = []
         for connection in self.connection_list:
             try:
                 answers.append((connection.address,
@@ -300,3 +313,8 @@ class GearmanAdminClient(GearmanConnectionManager):
         return answers
 
 
+
+
+if TYPE_CHECKING:
+    def _seam_check(admin: GearmanAdminClient) -> AdminOwner:
+        return admin  # mypy checks that the admin client is what its handlers may ask of it

@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 import selectors
 import socket
-import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, TypeVar
+from typing import Callable, Dict, Iterable, List, Optional, Type, TypeVar
 
 from gearman import errors
 from gearman.command_handler import GearmanCommandHandler
@@ -18,9 +17,10 @@ from gearman.connection import GearmanConnection
 from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE
 from gearman.encoders import DataEncoder, to_wire_bytes
 from gearman.job import GearmanJob, GearmanJobRequest
+from gearman.server_pool import ServerPool, ServerRecord
+from gearman.shapes import HostItem, Payload
 from gearman.util import Backoff, Deadline, HostAddress, parse_host, parse_host_list
 
-log = logging.getLogger(__name__)
 _Manager = TypeVar("_Manager", bound="GearmanConnectionManager")
 
 EVENT_READ, EVENT_WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
@@ -33,22 +33,22 @@ REMOTE_FAULTS = (errors.ConnectionError, errors.ProtocolError, errors.InvalidCli
 class GearmanConnectionManager:
     """Base of client, worker and admin client: host list, connections, poll loop."""
 
-    command_handler_class: Any = GearmanCommandHandler
-    connection_class: Any = GearmanConnection
-    job_class: Any = GearmanJob
-    job_request_class: Any = GearmanJobRequest
-    data_encoder: Any = DataEncoder
+    command_handler_class: Type[GearmanCommandHandler] = GearmanCommandHandler
+    connection_class: Type[GearmanConnection] = GearmanConnection
+    job_class: Type[GearmanJob] = GearmanJob
+    job_request_class: Type[GearmanJobRequest] = GearmanJobRequest
+    data_encoder: Type[DataEncoder] = DataEncoder
     #: selector class for the poll loop; set ``selectors.SelectSelector`` for green threads.
-    selector_class: Any = selectors.DefaultSelector
+    selector_class: Type[selectors.BaseSelector] = selectors.DefaultSelector
     #: what using a closed object raises (each role has its own 2.x error class)
-    closed_error: Any = errors.InvalidClientState
+    closed_error: Type[errors.GearmanError] = errors.InvalidClientState
     #: whether losing an established connection backs its server off like a refused
     #: connect (the client reconnects at once instead: see GearmanClient)
     backoff_after_drop = True
 
-    def __init__(self, host_list: Any = None, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-                 keepalive: bool = False, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
-                 trace: bool = False) -> None:
+    def __init__(self, host_list: Optional[Iterable[HostItem]] = None, *,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, keepalive: bool = False,
+                 max_packet_size: int = DEFAULT_MAX_PACKET_SIZE, trace: bool = False) -> None:
         self.log = logging.getLogger(f"gearman.{type(self).__name__}")
         if not isinstance(max_packet_size, int) or max_packet_size <= 0:
             raise ValueError(f"max_packet_size must be a positive int, got {max_packet_size!r}")
@@ -56,14 +56,7 @@ class GearmanConnectionManager:
         self.keepalive = keepalive
         self.max_packet_size = max_packet_size
         self.trace = trace
-        self.connection_list: List[Any] = []
-        self._handlers: Dict[Any, Any] = {}  # connection -> its command handler
-        self._interest: Dict[Any, int] = {}
-        self._failures: Dict[Any, int] = {}
-        self._errors: Dict[Any, BaseException] = {}  # why a connection is being dropped
-        self._retry_at: Dict[Any, float] = {}
-        self._last_failure: Dict[Any, BaseException] = {}  # why a connection last failed
-        self.reconnect_backoff = Backoff(base=0.1, cap=5.0)
+        self.server_pool = ServerPool(Backoff(base=0.1, cap=5.0))
         self._selector = self.selector_class()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -74,7 +67,8 @@ class GearmanConnectionManager:
             self.add_connection(address)
 
     # -- connections ------------------------------------------------------------
-    def add_connection(self, host: Any, port: Optional[int] = None, **tls: Any) -> Any:
+    def add_connection(self, host: HostItem, port: Optional[int] = None,
+                       **tls: Optional[str]) -> GearmanConnection:
         """Add one server (any ``host_list`` form) and return its connection object."""
         address = host if isinstance(host, HostAddress) else None
         if address is None:
@@ -85,68 +79,84 @@ class GearmanConnectionManager:
             tls=address.tls or bool(tls), connect_timeout=self.connect_timeout,
             keepalive=self.keepalive, max_packet_size=self.max_packet_size, trace=self.trace)
         connection.allow_text = getattr(self.command_handler_class, "accepts_text", True)
-        self.connection_list.append(connection)
+        self.server_pool.add(connection)
         return connection
 
     def add_ssl_connection(self, host: str, port: int, keyfile: Optional[str],
-                           certfile: Optional[str], ca_certs: Optional[str]) -> Any:
+                           certfile: Optional[str], ca_certs: Optional[str]
+                           ) -> GearmanConnection:
         """2.x name: add a TLS server."""
         return self.add_connection(host, port, keyfile=keyfile, certfile=certfile,
                                    ca_certs=ca_certs)
 
-    def connection_named(self, server: Any) -> Any:
+    def connection_named(self, server: HostItem) -> GearmanConnection:
         """The connection for ``server`` (a connection, or any ``host_list`` form)."""
-        if hasattr(server, "gearman_host"):
-            return server
+        if isinstance(server, GearmanConnection) or hasattr(server, "gearman_host"):
+            return server  # type: ignore[no-any-return]
         wanted = parse_host(server)
         for connection in self.connection_list:
             if (connection.gearman_host, connection.gearman_port) == (wanted.host, wanted.port):
                 return connection
         raise ValueError(f"server {server!r} is not in this {type(self).__name__}'s host_list")
 
-    def handler_for(self, connection: Any) -> Optional[GearmanCommandHandler]:
-        return self._handlers.get(connection)
+    @property
+    def connection_list(self) -> List[GearmanConnection]:
+        """2.x name: every server's connection, in host_list order."""
+        return self.server_pool.connections
+
+    @connection_list.setter
+    def connection_list(self, connections: List[GearmanConnection]) -> None:
+        self.server_pool.connections = connections
 
     @property
-    def connection_to_handler_map(self) -> Dict[Any, GearmanCommandHandler]:
+    def reconnect_backoff(self) -> Backoff:
+        """How long a failed server waits before the next connect."""
+        return self.server_pool.backoff
+
+    @reconnect_backoff.setter
+    def reconnect_backoff(self, backoff: Backoff) -> None:
+        self.server_pool.backoff = backoff
+
+    def handler_for(self, connection: GearmanConnection) -> Optional[GearmanCommandHandler]:
+        """The command handler of ``connection``'s session, or None."""
+        return self.server_pool.handler_for(connection)  # type: ignore[no-any-return]
+
+    @property
+    def connection_to_handler_map(self) -> Dict[GearmanConnection, GearmanCommandHandler]:
         """2.x name: live connection -> its command handler."""
-        return dict(self._handlers)
+        return self.server_pool.live()
 
     @property
-    def handler_to_connection_map(self) -> Dict[GearmanCommandHandler, Any]:
+    def handler_to_connection_map(self) -> Dict[GearmanCommandHandler, GearmanConnection]:
         """2.x name: command handler -> its connection."""
-        return {handler: connection for connection, handler in self._handlers.items()}
+        return {handler: connection for connection, handler in self.server_pool.live().items()}
 
-    def connection_is_due(self, connection: Any) -> bool:
+    def connection_is_due(self, connection: GearmanConnection) -> bool:
         """False while a failed server waits out its backoff."""
-        return time.monotonic() >= self._retry_at.get(connection, 0.0)
+        return self.server_pool.is_due(connection)
 
     def next_retry_in(self) -> Optional[float]:
         """Seconds until the earliest down connection may be tried again, if any is down."""
-        if not self._retry_at:
-            return None
-        pending = [at for conn, at in self._retry_at.items() if not conn.connected]
-        if not pending:
-            return None
-        return max(0.0, min(pending) - time.monotonic())
+        return self.server_pool.next_retry_in()
 
-    def establish_connection(self, connection: Any, timeout: Optional[float] = None) -> bool:
+    def establish_connection(self, connection: GearmanConnection,
+                             timeout: Optional[float] = None) -> bool:
         """Connect ``connection`` if needed and set up its handler.  Never raises
         for a server that is down: it returns False and backs off that server."""
-        if connection.connected:
+        record = self.server_pool.record(connection)
+        if connection.connected and record.handler is not None:
             return True
         if self._closed:
             raise self.closed_error(f"{type(self).__name__} is closed")
+        if record.handler is not None or record.registered_fd is not None:
+            self._end_session(record)  # closed behind our back: end that session first
         try:
             connection.connect(timeout=timeout)
         except errors.ConnectionError as exc:
             self._note_failure(connection, exc)
             return False
         handler = self.command_handler_class(connection_manager=self, connection=connection)
-        self._handlers[connection] = handler
-        # The failure count stays until the server sends a valid packet (see _service):
-        # one that accepts and then drops or babbles keeps backing off, not 10 times a second.
-        self._retry_at.pop(connection, None)
+        self.server_pool.attach(connection, handler)
         try:
             handler.initial_state(**self.handler_initial_state())
         except REMOTE_FAULTS as exc:
@@ -154,7 +164,7 @@ class GearmanConnectionManager:
             return False
         return True
 
-    def encode_payload(self, data: Any) -> bytes:
+    def encode_payload(self, data: Payload) -> bytes:
         """``data`` as the bytes to send, by :attr:`data_encoder` (``str`` as UTF-8)."""
         payload = self.data_encoder.encode(data)
         if type(payload) is not bytes:
@@ -165,35 +175,39 @@ class GearmanConnectionManager:
                              f"{self.max_packet_size}")
         return payload
 
-    def handler_initial_state(self) -> Dict[str, Any]:
+    def handler_initial_state(self) -> Dict[str, object]:
         """Keyword arguments for each new handler's ``initial_state``."""
         return {}
 
-    def _note_failure(self, connection: Any, exc: BaseException, backoff: bool = True) -> None:
-        failures = self._failures.get(connection, 0) + 1
-        self._failures[connection] = failures
-        self._last_failure[connection] = exc
-        if not backoff:
-            self._retry_at.pop(connection, None)
+    def _note_failure(self, connection: GearmanConnection, exc: BaseException,
+                      backoff: bool = True) -> None:
+        delay = self.server_pool.connection_failed(connection, exc, backoff)
+        failures = self.server_pool.record(connection).failures
+        if delay is None:
             self.log.warning("%s (try %d; may reconnect at once)", exc, failures)
-            return
-        delay = self.reconnect_backoff.compute(failures)
-        self._retry_at[connection] = time.monotonic() + delay
-        self.log.warning("%s (try %d; next in %.2fs)", exc, failures, delay)
+        else:
+            self.log.warning("%s (try %d; next in %.2fs)", exc, failures, delay)
 
-    def _drop(self, connection: Any, exc: BaseException) -> None:
-        """Drop a failed connection through :meth:`handle_error`, which subclasses
-        may override with python-gearman 2.x's one-argument signature."""
-        self._errors[connection] = exc
+    def drop_connection(self, connection: GearmanConnection, exc: BaseException) -> None:
+        """This connection failed: close it and fail what depended on it, through
+        :meth:`handle_error` (which subclasses may override with python-gearman
+        2.x's one-argument signature)."""
+        record = self.server_pool.record(connection)
+        record.pending_error = exc
         try:
             self.handle_error(connection)
         finally:
-            self._errors.pop(connection, None)
+            record.pending_error = None
 
-    def handle_error(self, current_connection: Any, exc: Optional[BaseException] = None) -> None:
+    _drop = drop_connection
+
+    def handle_error(self, current_connection: GearmanConnection,
+                     exc: Optional[BaseException] = None) -> None:
         """Close a failed connection, log why, and tell its handler."""
         connection = current_connection
-        exc = exc or self._errors.pop(connection, None)
+        record = self.server_pool.record(connection)
+        exc = exc or record.pending_error
+        record.pending_error = None
         handler = self._detach(connection)
         self._note_failure(connection, exc or errors.ConnectionError(
             connection.gearman_host, connection.gearman_port, "connection failed"),
@@ -201,25 +215,40 @@ class GearmanConnectionManager:
         if handler is not None:
             handler.on_io_error()
 
-    def _detach(self, connection: Any) -> Any:
+    def _end_session(self, record: ServerRecord) -> None:
+        """End a session without counting a failure (a close by the user)."""
+        handler = self._detach(record.connection)
+        if handler is not None:
+            handler.on_io_error()
+
+    def _detach(self, connection: GearmanConnection) -> Optional[GearmanCommandHandler]:
         """Close ``connection``, out of the poll loop, and return its former handler."""
-        self._forget(connection)
-        handler = self._handlers.pop(connection, None)
+        record = self.server_pool.record(connection)
+        self._forget(record)
         connection.close()
-        return handler
+        return self.server_pool.detach(connection)  # type: ignore[no-any-return]
 
-    def _set_interest(self, connection: Any, events: int) -> None:
-        """Register ``connection`` with the selector for ``events``, or change them."""
-        if connection in self._interest:
-            self._selector.modify(connection, events, connection)
+    def _set_interest(self, record: ServerRecord, events: int) -> None:
+        """Register the server's socket with the selector for ``events``, or change them.
+        The selector is keyed by file descriptor, kept in the record: a connection
+        closed behind our back is unregistered by it, never by a fileno() it lost."""
+        fd = record.connection.fileno()
+        if record.registered_fd == fd:
+            self._selector.modify(fd, events, record)
         else:
-            self._selector.register(connection, events, connection)
-        self._interest[connection] = events
+            self._forget(record)
+            stale = self._selector.get_map().get(fd)
+            if stale is not None and isinstance(stale.data, ServerRecord):
+                self._forget(stale.data)  # a closed socket's fd, now reused by this one
+            self._selector.register(fd, events, record)
+            record.registered_fd = fd
+        record.interest = events
 
-    def _forget(self, connection: Any) -> None:
-        if self._interest.pop(connection, None) is not None:
+    def _forget(self, record: ServerRecord) -> None:
+        fd, record.registered_fd, record.interest = record.registered_fd, None, 0
+        if fd is not None:
             try:
-                self._selector.unregister(connection)
+                self._selector.unregister(fd)
             except (KeyError, ValueError, OSError):
                 pass
 
@@ -231,15 +260,18 @@ class GearmanConnectionManager:
         except OSError:
             pass
 
-    def poll_connections_once(self, connections: Iterable[Any],
+    def poll_connections_once(self, connections: Iterable[GearmanConnection],
                               timeout: Optional[float] = None) -> bool:
         """One select() pass over the live ``connections``.  True if anything was ready."""
         if self._closed:  # the selector is gone; say so instead of ValueError from epoll
             raise self.closed_error(f"{type(self).__name__} is closed")
-        selector, interest = self._selector, self._interest
+        record_of = self.server_pool.record
         buffered = False
         for conn in connections:
+            record = record_of(conn)
             if not conn.connected:
+                if record.handler is not None:  # closed behind our back (by the user)
+                    self._end_session(record)
                 continue
             wanted = EVENT_READ
             if conn.wants_write:  # write eagerly: most sends finish without waiting
@@ -250,49 +282,52 @@ class GearmanConnectionManager:
                     continue
                 if conn.wants_write:
                     wanted = EVENT_READ | EVENT_WRITE
-            if interest.get(conn) != wanted:
-                self._set_interest(conn, wanted)
+            if record.interest != wanted:
+                self._set_interest(record, wanted)
             if not buffered:
                 buffered = conn.has_buffered_input()
-        ready = selector.select(0 if buffered else timeout)
+        ready = self._selector.select(0 if buffered else timeout)
         activity = False
         for key, mask in ready:
-            conn = key.data
-            if conn is None:
+            record = key.data
+            if record is None:
                 self._drain_wakeups()
                 continue
             activity = True
-            self._service(conn, mask)
+            self._service(record, mask)
         if buffered:
-            for conn in list(interest):
-                if conn.connected and conn.has_buffered_input():
+            for record in list(self.server_pool.records()):
+                conn = record.connection
+                if record.interest and conn.connected and conn.has_buffered_input():
                     activity = True
-                    self._service(conn, EVENT_READ)
+                    self._service(record, EVENT_READ)
         return activity
 
-    def _service(self, conn: Any, mask: int) -> None:
-        handler = self._handlers.get(conn)
+    def _service(self, record: ServerRecord, mask: int) -> None:
+        handler, conn = record.handler, record.connection
         if handler is None:
             return
         try:
             if mask & EVENT_WRITE:
                 conn.flush()
-                if not conn.wants_write and self._interest.get(conn) != EVENT_READ:
+                if not conn.wants_write and record.interest != EVENT_READ:
                     # Drained: drop write interest now, or select() would report this
                     # socket writable again and again while others are polled (a spin).
-                    self._set_interest(conn, EVENT_READ)
+                    self._set_interest(record, EVENT_READ)
             if mask & EVENT_READ:
                 dispatch = handler.dispatch
                 for event in conn.read():
                     dispatch(event)
-                    if self._failures:  # the server answered sensibly: its backoff starts over
-                        self._failures.pop(conn, None)
+                    if record.failures:  # the server answered sensibly: backoff starts over
+                        record.failures = 0
         except REMOTE_FAULTS as exc:
             self._drop(conn, exc)
-        except Exception as exc:  # a bug met on this connection's bytes: lose it, not us
-            self.log.exception("unexpected error handling data from %s", conn.address)
-            self._drop(conn, errors.ProtocolError(f"internal error: {exc!r}",
-                                                  server=conn.address))
+        except Exception as exc:  # a bug in our own code: loud, with its traceback
+            self.log.error("internal error handling data from %s (a bug in gearman or in a "
+                           "subclass, not a fault of the server); dropping the connection",
+                           conn.address, exc_info=True)
+            self._drop(conn, errors.ConnectionError(
+                conn.gearman_host, conn.gearman_port, f"dropped after an internal error: {exc!r}"))
 
     def _drain_wakeups(self) -> None:
         try:
@@ -301,7 +336,7 @@ class GearmanConnectionManager:
         except OSError:
             pass
 
-    def poll_connections_until_stopped(self, connections: Iterable[Any],
+    def poll_connections_until_stopped(self, connections: Iterable[GearmanConnection],
                                        callback_fxn: Callable[[bool], bool],
                                        timeout: Optional[float] = None) -> bool:
         """Poll until ``callback_fxn(any_activity)`` returns False or ``timeout`` passes.
@@ -316,7 +351,8 @@ class GearmanConnectionManager:
             if not callback_fxn(any_activity) or deadline.expired():
                 return any_activity
 
-    def flush_connections(self, connections: Iterable[Any], timeout: Optional[float]) -> None:
+    def flush_connections(self, connections: Iterable[GearmanConnection],
+                          timeout: Optional[float]) -> None:
         """Poll until everything queued on ``connections`` has been sent."""
         deadline = Deadline(timeout)
         pending = [c for c in connections if c.connected and c.wants_write]
@@ -334,10 +370,8 @@ class GearmanConnectionManager:
     # -- shutdown -----------------------------------------------------------------
     def shutdown(self) -> None:
         """Close every connection.  The object can connect again afterwards."""
-        for connection in list(self.connection_list):
-            handler = self._detach(connection)
-            if handler is not None:
-                handler.on_io_error()
+        for record in list(self.server_pool.records()):
+            self._end_session(record)
 
     def close(self) -> None:
         """Close every connection and release the poll loop for good."""
@@ -352,7 +386,7 @@ class GearmanConnectionManager:
     def __enter__(self: _Manager) -> _Manager:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __del__(self) -> None:

@@ -10,15 +10,21 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from gearman import errors
 from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import DEFAULT_WORKER_POLL_TIMEOUT
 from gearman.logs import describe_job, job_log_fields
 from gearman.protocol import Command
+from gearman.connection import GearmanConnection
+from gearman.job import GearmanJob
+from gearman.shapes import ExcInfo, Name, Number, Payload
 from gearman.util import Backoff, check_name, to_bytes, to_text
 from gearman.worker_handler import GearmanWorkerCommandHandler
+
+if TYPE_CHECKING:
+    from gearman.seams import WorkerOwner
 
 #: How long send_job_data/status/warning may wait for a slow server.
 UPDATE_SEND_TIMEOUT = 30.0
@@ -72,7 +78,7 @@ class GearmanWorker(GearmanConnectionManager):
         self._job_observers: List[Any] = []
 
     # -- configuration ------------------------------------------------------------------
-    def set_client_id(self, client_id: Any) -> None:
+    def set_client_id(self, client_id: Name) -> None:
         """Name this worker in gearmand's ``workers`` list (no whitespace, 127 bytes at most)."""
         raw = check_name(client_id, "client_id")
         if any(ch in raw for ch in b" \t\r\n"):
@@ -83,8 +89,8 @@ class GearmanWorker(GearmanConnectionManager):
         self.worker_client_id = to_text(raw)
         self._broadcast("send_client_id", raw)
 
-    def register_task(self, task: Any, callback_function: Callable[..., Any],
-                      timeout: Optional[float] = None) -> Any:
+    def register_task(self, task: Name, callback_function: Callable[..., Payload],
+                      timeout: Optional[float] = None) -> Name:
         """Register ``callback_function`` for ``task``.
 
         The callback is called as ``callback(job)`` or ``callback(worker, job)``
@@ -105,7 +111,7 @@ class GearmanWorker(GearmanConnectionManager):
         self._broadcast("send_ability", name, timeout)
         return task
 
-    def unregister_task(self, task: Any) -> Any:
+    def unregister_task(self, task: Name) -> Name:
         """Stop taking ``task`` (CANT_DO for that task alone)."""
         name = to_text(check_name(task, "task"))
         self.worker_abilities.pop(name, None)
@@ -114,7 +120,7 @@ class GearmanWorker(GearmanConnectionManager):
         self._broadcast("send_cant_do", name)
         return task
 
-    def handler_initial_state(self) -> Dict[str, Any]:
+    def handler_initial_state(self) -> Dict[str, object]:
         client_id = self.worker_client_id
         return {"abilities": dict(self._timeouts),
                 "client_id": client_id.encode("utf-8", "surrogateescape") if client_id else None}
@@ -154,7 +160,7 @@ class GearmanWorker(GearmanConnectionManager):
                 timeout = poll_timeout
                 if self._jobs:
                     timeout = 0
-                elif self._retry_at or len(self._handlers) > 1:  # else neither applies
+                elif self.server_pool.any_backed_off() or self.server_pool.session_count() > 1:
                     for wake_in in (self.next_retry_in(), self._patience_left()):
                         if wake_in is not None:
                             timeout = wake_in if timeout is None else min(timeout, wake_in)
@@ -170,7 +176,7 @@ class GearmanWorker(GearmanConnectionManager):
             self._finish_and_close()
             self._stop_requested = False  # the request is used up: a later work() runs
 
-    def establish_worker_connections(self) -> List[Any]:
+    def establish_worker_connections(self) -> List[GearmanConnection]:
         """Connect every server that is down and due for another try."""
         for connection in self.connection_list:
             if not connection.connected and self.connection_is_due(connection):
@@ -231,7 +237,7 @@ class GearmanWorker(GearmanConnectionManager):
         """Called after every job; return False to end :meth:`work`."""
         return True
 
-    def on_job_execute(self, current_job: Any) -> bool:
+    def on_job_execute(self, current_job: GearmanJob) -> bool:
         """Run the job's callback and route its outcome to the two hooks below."""
         try:
             callback = self.worker_abilities[current_job.task]
@@ -243,7 +249,7 @@ class GearmanWorker(GearmanConnectionManager):
             return self.on_job_exception(current_job, sys.exc_info())
         return self.on_job_complete(current_job, job_result)
 
-    def on_job_exception(self, current_job: Any, exc_info: Any) -> bool:
+    def on_job_exception(self, current_job: GearmanJob, exc_info: ExcInfo) -> bool:
         """Log the traceback and fail the job with WORK_EXCEPTION alone."""
         exc = exc_info[1]
         self._log_job(logging.ERROR, current_job, "from %s raised %s", _server(current_job),
@@ -252,7 +258,7 @@ class GearmanWorker(GearmanConnectionManager):
             self.send_job_exception(current_job, f"{type(exc).__name__}: {exc}")
         return True
 
-    def on_job_complete(self, current_job: Any, job_result: Any) -> bool:
+    def on_job_complete(self, current_job: GearmanJob, job_result: Payload) -> bool:
         """Send the callback's result as WORK_COMPLETE (encoded with data_encoder)."""
         if self.job_finished(current_job):
             return True  # the callback already sent the outcome itself
@@ -264,46 +270,47 @@ class GearmanWorker(GearmanConnectionManager):
         return True
 
     # -- inside a callback ----------------------------------------------------------------
-    def send_job_data(self, current_job: Any, data: Any, poll_timeout: Optional[float] = None
-                      ) -> None:
+    def send_job_data(self, current_job: GearmanJob, data: Payload,
+                      poll_timeout: Optional[float] = None) -> None:
         """Partial result (WORK_DATA), sent before this returns."""
         self._send_update(current_job, Command.WORK_DATA, self.encode_payload(data), poll_timeout)
 
-    def send_job_warning(self, current_job: Any, data: Any,
+    def send_job_warning(self, current_job: GearmanJob, data: Payload,
                          poll_timeout: Optional[float] = None) -> None:
         """Warning (WORK_WARNING), sent before this returns."""
         self._send_update(current_job, Command.WORK_WARNING, self.encode_payload(data),
                           poll_timeout)
 
-    def send_job_status(self, current_job: Any, numerator: Any, denominator: Any,
+    def send_job_status(self, current_job: GearmanJob, numerator: Number, denominator: Number,
                         poll_timeout: Optional[float] = None) -> None:
         """Progress (WORK_STATUS) as two whole numbers, sent before this returns."""
         fields = (b"%d" % _whole(numerator, "numerator"), b"%d" % _whole(denominator,
                                                                           "denominator"))
         self._send_update(current_job, Command.WORK_STATUS, fields, poll_timeout)
 
-    def send_job_complete(self, current_job: Any, data: Any,
+    def send_job_complete(self, current_job: GearmanJob, data: Payload,
                           poll_timeout: Optional[float] = None) -> None:
         """Success (WORK_COMPLETE); goes out with the next poll."""
         self._send_final(current_job, Command.WORK_COMPLETE, (self.encode_payload(data),))
 
-    def send_job_failure(self, current_job: Any, poll_timeout: Optional[float] = None) -> None:
+    def send_job_failure(self, current_job: GearmanJob,
+                         poll_timeout: Optional[float] = None) -> None:
         """Failure without details (WORK_FAIL)."""
         self._send_final(current_job, Command.WORK_FAIL, ())
 
-    def send_job_exception(self, current_job: Any, data: Any,
+    def send_job_exception(self, current_job: GearmanJob, data: Payload,
                            poll_timeout: Optional[float] = None) -> None:
         """Failure with a text (WORK_EXCEPTION alone: gearmand 1.1.9+ ends the job on it)."""
         text = data if isinstance(data, (str, bytes, bytearray)) else str(data)
         self._send_final(current_job, Command.WORK_EXCEPTION, (to_bytes(text, "data"),))
 
-    def job_finished(self, current_job: Any) -> bool:
+    def job_finished(self, current_job: GearmanJob) -> bool:
         """True once a WORK_COMPLETE, WORK_FAIL or WORK_EXCEPTION was sent for the job."""
         return current_job is self._finished_job
 
     def _send(self, current_job: Any, command: Command, fields: Tuple[bytes, ...]) -> bool:
         connection = current_job.connection
-        handler = self._handlers.get(connection)
+        handler = self.server_pool.handler_for(connection)
         if handler is None or not connection.connected:
             self._log_job(logging.WARNING, current_job, "%s not sent, connection to %s is gone; "
                           "gearmand re-queues the job", command.name, _server(current_job))
@@ -334,12 +341,12 @@ class GearmanWorker(GearmanConnectionManager):
         self._send(current_job, command, fields)
 
     # -- called by handlers ---------------------------------------------------------------
-    def note_may_have_work(self, handler: Any) -> None:
+    def note_may_have_work(self, handler: GearmanWorkerCommandHandler) -> None:
         """A server may have work for us (connected, NOOP, NO_JOB elsewhere): grab."""
         self._grab_where_possible()
 
-    def on_job_assigned(self, handler: Any, handle: str, task: str, unique: Optional[str],
-                        reducer: Optional[str], data: bytes) -> None:
+    def on_job_assigned(self, handler: GearmanWorkerCommandHandler, handle: str, task: str,
+                        unique: Optional[str], reducer: Optional[str], data: bytes) -> None:
         try:
             decoded = self.data_encoder.decode(data)
         except Exception as exc:  # the data encoder could not decode the payload
@@ -354,20 +361,20 @@ class GearmanWorker(GearmanConnectionManager):
             job.reducer = reducer
         self._jobs.append((handler, job))
 
-    def on_connection_lost(self, handler: Any) -> None:
+    def on_connection_lost(self, handler: GearmanWorkerCommandHandler) -> None:
         if self._forget_jobs(handler):
             self.log.warning("jobs assigned by %s dropped with its connection; gearmand "
                              "re-queues them", handler.server)
 
-    def create_job(self, command_handler: Any, job_handle: str, task: str,
-                   unique: Optional[str], data: Any) -> Any:
+    def create_job(self, command_handler: GearmanWorkerCommandHandler, job_handle: str, task: str,
+                   unique: Optional[str], data: Payload) -> GearmanJob:
         """Build the job object handed to callbacks (2.x hook); ``data`` is already
         decoded by :attr:`data_encoder`, as in 2.x."""
         return self.job_class(command_handler.connection, job_handle, task, unique, data)
 
     # -- internals --------------------------------------------------------------------------
     def _live_handlers(self) -> List[Any]:
-        return [h for c, h in self._handlers.items() if c.connected]
+        return self.server_pool.live_handlers()
 
     def _broadcast(self, send_name: str, *args: Any) -> None:
         """Send a registration to every live server, or queue it for the work loop:
@@ -436,10 +443,11 @@ class GearmanWorker(GearmanConnectionManager):
 
     def _patience_left(self) -> Optional[float]:
         """Seconds until an unanswered GRAB stops blocking grabs elsewhere, if one does."""
-        if len(self._handlers) < 2:
+        handlers = self.server_pool.live().values()
+        if len(handlers) < 2:
             return None
         oldest, others_have_work = None, False
-        for handler in self._handlers.values():
+        for handler in handlers:
             if handler.grab_outstanding:
                 if oldest is None or handler.grab_sent_at < oldest:
                     oldest = handler.grab_sent_at
@@ -489,3 +497,8 @@ def _whole(value: Any, name: str) -> int:
 
 def _server(job: Any) -> str:
     return getattr(job.connection, "address", "?")
+
+
+if TYPE_CHECKING:
+    def _seam_check(worker: GearmanWorker) -> WorkerOwner:
+        return worker  # mypy checks that the worker is what its handlers may ask of it
