@@ -1,0 +1,208 @@
+"""What client, worker and admin client keep about their servers, for both drivers.
+
+:class:`ManagerCore` holds the host list, one connection object per server, the
+command handler of each live connection, and each server's failures and backoff.
+It does no I/O and never waits: the blocking
+:class:`~gearman.connection_manager.GearmanConnectionManager` (a ``selectors``
+loop) and the asyncio :class:`~gearman.aio.manager.AsyncConnectionManager` add
+connecting, polling and closing.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Dict, List, Optional
+
+from gearman import errors
+from gearman.command_handler import GearmanCommandHandler
+from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE
+from gearman.encoders import DataEncoder, to_wire_bytes
+from gearman.job import GearmanJob, GearmanJobRequest
+from gearman.util import Backoff, HostAddress, parse_host, parse_host_list
+
+#: Failures of one connection: they cost that connection, never the process.
+REMOTE_FAULTS = (errors.ConnectionError, errors.ProtocolError, errors.InvalidClientState,
+                 errors.InvalidWorkerState, errors.InvalidAdminClientState)
+
+
+class ManagerCore:
+    """Servers, their connections and handlers, and their health; no I/O."""
+
+    command_handler_class: Any = GearmanCommandHandler
+    connection_class: Any = None  # each driver sets its connection class
+    job_class: Any = GearmanJob
+    job_request_class: Any = GearmanJobRequest
+    data_encoder: Any = DataEncoder
+    #: what using a closed object raises (each role has its own 2.x error class)
+    closed_error: Any = errors.InvalidClientState
+    #: whether losing an established connection backs its server off like a refused
+    #: connect (the client reconnects at once instead: see GearmanClient)
+    backoff_after_drop = True
+
+    def __init__(self, host_list: Any = None, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 keepalive: bool = False, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+                 trace: bool = False) -> None:
+        self.log = logging.getLogger(f"gearman.{type(self).__name__}")
+        if not isinstance(max_packet_size, int) or max_packet_size <= 0:
+            raise ValueError(f"max_packet_size must be a positive int, got {max_packet_size!r}")
+        self.connect_timeout = connect_timeout
+        self.keepalive = keepalive
+        self.max_packet_size = max_packet_size
+        self.trace = trace
+        self.connection_list: List[Any] = []
+        self._handlers: Dict[Any, Any] = {}  # connection -> its command handler
+        self._failures: Dict[Any, int] = {}
+        self._errors: Dict[Any, BaseException] = {}  # why a connection is being dropped
+        self._retry_at: Dict[Any, float] = {}
+        self._last_failure: Dict[Any, BaseException] = {}  # why a connection last failed
+        self.reconnect_backoff = Backoff(base=0.1, cap=5.0)
+        self._closed = False
+        for address in parse_host_list(host_list):
+            self.add_connection(address)
+
+    # -- connections ------------------------------------------------------------
+    def add_connection(self, host: Any, port: Optional[int] = None, **tls: Any) -> Any:
+        """Add one server (any ``host_list`` form) and return its connection object."""
+        address = host if isinstance(host, HostAddress) else None
+        if address is None:
+            address = parse_host((host, port) if port is not None else host)
+        connection = self.connection_class(
+            address.host, address.port, tls.get("keyfile", address.keyfile),
+            tls.get("certfile", address.certfile), tls.get("ca_certs", address.ca_certs),
+            tls=address.tls or bool(tls), connect_timeout=self.connect_timeout,
+            keepalive=self.keepalive, max_packet_size=self.max_packet_size, trace=self.trace)
+        connection.allow_text = getattr(self.command_handler_class, "accepts_text", True)
+        self.connection_list.append(connection)
+        return connection
+
+    def add_ssl_connection(self, host: str, port: int, keyfile: Optional[str],
+                           certfile: Optional[str], ca_certs: Optional[str]) -> Any:
+        """2.x name: add a TLS server."""
+        return self.add_connection(host, port, keyfile=keyfile, certfile=certfile,
+                                   ca_certs=ca_certs)
+
+    def connection_named(self, server: Any) -> Any:
+        """The connection for ``server`` (a connection, or any ``host_list`` form)."""
+        if hasattr(server, "gearman_host"):
+            return server
+        wanted = parse_host(server)
+        for connection in self.connection_list:
+            if (connection.gearman_host, connection.gearman_port) == (wanted.host, wanted.port):
+                return connection
+        raise ValueError(f"server {server!r} is not in this {type(self).__name__}'s host_list")
+
+    def handler_for(self, connection: Any) -> Optional[GearmanCommandHandler]:
+        return self._handlers.get(connection)
+
+    @property
+    def connection_to_handler_map(self) -> Dict[Any, GearmanCommandHandler]:
+        """2.x name: live connection -> its command handler."""
+        return dict(self._handlers)
+
+    @property
+    def handler_to_connection_map(self) -> Dict[GearmanCommandHandler, Any]:
+        """2.x name: command handler -> its connection."""
+        return {handler: connection for connection, handler in self._handlers.items()}
+
+    def connection_is_due(self, connection: Any) -> bool:
+        """False while a failed server waits out its backoff."""
+        return time.monotonic() >= self._retry_at.get(connection, 0.0)
+
+    def next_retry_in(self) -> Optional[float]:
+        """Seconds until the earliest down connection may be tried again, if any is down."""
+        if not self._retry_at:
+            return None
+        pending = [at for conn, at in self._retry_at.items() if not conn.connected]
+        if not pending:
+            return None
+        return max(0.0, min(pending) - time.monotonic())
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise self.closed_error(f"{type(self).__name__} is closed")
+
+    def _attach(self, connection: Any) -> bool:
+        """Give a freshly connected ``connection`` its handler and send its opening
+        packets; False (the connection dropped) if that already fails."""
+        handler = self.command_handler_class(connection_manager=self, connection=connection)
+        self._handlers[connection] = handler
+        # The failure count stays until the server sends a valid packet (see
+        # _note_answered): one that accepts and then drops or babbles keeps backing
+        # off, not 10 times a second.
+        self._retry_at.pop(connection, None)
+        try:
+            handler.initial_state(**self.handler_initial_state())
+        except REMOTE_FAULTS as exc:
+            self._drop(connection, exc)
+            return False
+        return True
+
+    def _note_answered(self, connection: Any) -> None:
+        """The server sent a valid packet: its backoff starts over."""
+        if self._failures:
+            self._failures.pop(connection, None)
+
+    def encode_payload(self, data: Any) -> bytes:
+        """``data`` as the bytes to send, by :attr:`data_encoder` (``str`` as UTF-8)."""
+        payload = self.data_encoder.encode(data)
+        if type(payload) is not bytes:
+            payload = to_wire_bytes(payload, getattr(self.data_encoder, "__name__",
+                                                     "data_encoder"))
+        if len(payload) > self.max_packet_size:
+            raise ValueError(f"data is {len(payload)} bytes, above max_packet_size="
+                             f"{self.max_packet_size}")
+        return payload
+
+    def handler_initial_state(self) -> Dict[str, Any]:
+        """Keyword arguments for each new handler's ``initial_state``."""
+        return {}
+
+    # -- failures ---------------------------------------------------------------
+    def _note_failure(self, connection: Any, exc: BaseException, backoff: bool = True) -> None:
+        failures = self._failures.get(connection, 0) + 1
+        self._failures[connection] = failures
+        self._last_failure[connection] = exc
+        if not backoff:
+            self._retry_at.pop(connection, None)
+            self.log.warning("%s (try %d; may reconnect at once)", exc, failures)
+            return
+        delay = self.reconnect_backoff.compute(failures)
+        self._retry_at[connection] = time.monotonic() + delay
+        self.log.warning("%s (try %d; next in %.2fs)", exc, failures, delay)
+
+    def _drop(self, connection: Any, exc: BaseException) -> None:
+        """Drop a failed connection through :meth:`handle_error`, which subclasses
+        may override with python-gearman 2.x's one-argument signature."""
+        self._errors[connection] = exc
+        try:
+            self.handle_error(connection)
+        finally:
+            self._errors.pop(connection, None)
+
+    def handle_error(self, current_connection: Any, exc: Optional[BaseException] = None) -> None:
+        """Close a failed connection, log why, and tell its handler."""
+        connection = current_connection
+        exc = exc or self._errors.pop(connection, None)
+        handler = self._detach(connection)
+        self._note_failure(connection, exc or errors.ConnectionError(
+            connection.gearman_host, connection.gearman_port, "connection failed"),
+            backoff=self.backoff_after_drop)
+        if handler is not None:
+            handler.on_io_error()
+
+    def _detach(self, connection: Any) -> Any:
+        """Close ``connection``, out of the driver's sight, and return its former handler."""
+        self._forget(connection)
+        handler = self._handlers.pop(connection, None)
+        connection.close()
+        return handler
+
+    def _forget(self, connection: Any) -> None:
+        """Stop watching ``connection`` (the blocking driver unregisters it)."""
+
+    def _close_all(self) -> None:
+        """Close every connection, telling each handler."""
+        for connection in list(self.connection_list):
+            handler = self._detach(connection)
+            if handler is not None:
+                handler.on_io_error()
