@@ -14,13 +14,12 @@ from gearman.admin_client_handler import AdminQuery, GearmanAdminClientCommandHa
 from gearman.admin_commands import (ECHO_STRING, parse_jobs_line, parse_priority_status_line,
                                     parse_status_line, parse_workers_line, split_err_line)
 from gearman.connection_manager import GearmanConnectionManager
-from gearman.constants import DEFAULT_ADMIN_POLL_TIMEOUT
 from gearman.util import Deadline
 
 __all__ = ["GearmanAdminClient", "ECHO_STRING", "parse_jobs_line", "parse_priority_status_line",
            "parse_status_line", "parse_workers_line", "split_err_line"]
 
-class GearmanAdminClient(GearmanConnectionManager):
+class GearmanAdminClient(plans.AdminClientRules, GearmanConnectionManager):
     """Admin commands for one or several gearmand servers.
 
     Commands go to the first server of ``host_list`` unless ``server=`` names
@@ -30,25 +29,7 @@ class GearmanAdminClient(GearmanConnectionManager):
     command_handler_class = GearmanAdminClientCommandHandler
     closed_error = errors.InvalidAdminClientState
 
-    def __init__(self, host_list: Any = None,
-                 poll_timeout: Optional[float] = DEFAULT_ADMIN_POLL_TIMEOUT,
-                 **options: Any) -> None:
-        super().__init__(host_list, **options)
-        if poll_timeout is not None and (isinstance(poll_timeout, bool) or poll_timeout < 0):
-            raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
-        self.poll_timeout = poll_timeout
-
-    def note_status(self, query: AdminQuery) -> None:
-        """Handlers report each answered query; a wait checks its own ``query.done``."""
-
     # -- plumbing ------------------------------------------------------------------------
-    def _connection_for(self, server: Any) -> Any:
-        if not self.connection_list:
-            raise errors.ServerUnavailable("GearmanAdminClient has no servers in its host_list")
-        if server is None:
-            return self.connection_list[0]
-        return self.connection_named(server)
-
     def establish_admin_connection(self, server: Any = None,
                                    deadline: Optional[Deadline] = None) -> Any:
         connection = self._connection_for(server)
@@ -56,13 +37,9 @@ class GearmanAdminClient(GearmanConnectionManager):
             self.poll_connections_once([connection], 0)
         if not connection.connected:
             remaining = deadline.remaining() if deadline else self.poll_timeout
-            # An admin call is explicit: establish_connection tries now, backoff or not.
-            self._last_failure.pop(connection, None)
+            self._before_connect(connection)
             if not self.establish_connection(connection, remaining):
-                why = self._last_failure.pop(connection, None)
-                reason = getattr(why, "reason", None) or str(why or "connection failed")
-                raise errors.ConnectionError(connection.gearman_host, connection.gearman_port,
-                                             f"cannot connect for an admin command: {reason}")
+                raise self._connect_failed(connection)
         return connection
 
     def _run(self, plan: plans.Plan, server: Any) -> Any:

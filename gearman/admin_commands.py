@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 
 from gearman import errors
 from gearman.admin_client_handler import AdminQuery
+from gearman.constants import DEFAULT_ADMIN_POLL_TIMEOUT
 from gearman.protocol import parse_err_line
 from gearman.util import check_name
 
@@ -227,3 +228,41 @@ def check_admin_method(owner: Any, method: str) -> None:
     """``ask_all_servers`` calls only public admin methods."""
     if method.startswith("_") or not callable(getattr(owner, method, None)):
         raise ValueError(f"{method!r} is not an admin command")
+
+
+class AdminClientRules:
+    """What both admin clients share beside the plans: the ``poll_timeout``
+    setting, which server a command goes to, and why a connect failed.
+    Mixed in before the driver's connection manager."""
+
+    connection_list: List[Any]
+    _last_failure: Dict[Any, BaseException]
+
+    def __init__(self, host_list: Any = None,
+                 poll_timeout: Optional[float] = DEFAULT_ADMIN_POLL_TIMEOUT,
+                 **options: Any) -> None:
+        super().__init__(host_list, **options)  # type: ignore[call-arg]
+        if poll_timeout is not None and (isinstance(poll_timeout, bool) or poll_timeout < 0):
+            raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
+        self.poll_timeout = poll_timeout
+
+    def note_status(self, query: AdminQuery) -> None:
+        """Handlers report each answered query; a wait checks its own ``query.done``."""
+
+    def _connection_for(self, server: Any) -> Any:
+        if not self.connection_list:
+            raise errors.ServerUnavailable(f"{type(self).__name__} has no servers in its "
+                                           "host_list")
+        if server is None:
+            return self.connection_list[0]
+        return self.connection_named(server)  # type: ignore[attr-defined]
+
+    def _before_connect(self, connection: Any) -> None:
+        """An admin call is explicit: it tries now, backoff or not."""
+        self._last_failure.pop(connection, None)
+
+    def _connect_failed(self, connection: Any) -> errors.ConnectionError:
+        why = self._last_failure.pop(connection, None)
+        reason = getattr(why, "reason", None) or str(why or "connection failed")
+        return errors.ConnectionError(connection.gearman_host, connection.gearman_port,
+                                      f"cannot connect for an admin command: {reason}")

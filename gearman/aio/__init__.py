@@ -1,0 +1,6 @@
+"""asyncio front end: :class:`AsyncGearmanClient`, :class:`AsyncGearmanWorker` and
+:class:`AsyncGearmanAdminClient`, on the same protocol core, handlers, job
+objects, encoders and rules as the blocking classes (see docs/asyncio)."""
+from gearman.aio.admin_client import AsyncGearmanAdminClient
+
+__all__ = ["AsyncGearmanAdminClient"]

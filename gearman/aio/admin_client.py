@@ -1,0 +1,140 @@
+"""AsyncGearmanAdminClient: gearmand's text admin protocol as coroutines.
+
+Each command is a plan from :mod:`gearman.admin_commands` (what to send, how to
+read the reply), the same plans the blocking
+:class:`~gearman.admin_client.GearmanAdminClient` runs; only the waiting differs.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, List, Sequence, Tuple, Union
+
+from gearman import admin_commands as plans
+from gearman import errors
+from gearman.admin_client_handler import AdminQuery, GearmanAdminClientCommandHandler
+from gearman.aio.manager import AsyncConnectionManager
+
+
+class AsyncGearmanAdminClient(plans.AdminClientRules, AsyncConnectionManager):
+    """Admin commands for one or several gearmand servers, awaited.
+
+    ``poll_timeout`` bounds each command (connect included); a server that does
+    not answer in time raises :class:`~gearman.errors.InvalidAdminClientState`.
+    """
+
+    command_handler_class = GearmanAdminClientCommandHandler
+    closed_error = errors.InvalidAdminClientState
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._answered: Dict[AdminQuery, asyncio.Future[None]] = {}
+
+    def note_status(self, query: AdminQuery) -> None:
+        waiter = self._answered.pop(query, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def establish_admin_connection(self, server: Any = None) -> Any:
+        connection = self._connection_for(server)
+        if not connection.connected:
+            self._before_connect(connection)
+            if not await self.establish_connection(connection):
+                raise self._connect_failed(connection)
+        return connection
+
+    async def _run(self, plan: plans.Plan, server: Any) -> Any:
+        try:
+            return await asyncio.wait_for(self._exchange(plan, server), self.poll_timeout)
+        except asyncio.TimeoutError:
+            raise errors.InvalidAdminClientState(
+                f"gearmand at {self._connection_for(server).address} did not answer "
+                f"{plan.command!r} within {self.poll_timeout} seconds") from None
+
+    async def _exchange(self, plan: plans.Plan, server: Any) -> Any:
+        connection = await self.establish_admin_connection(server)
+        query = AdminQuery(plan.command, *plan.args)
+        answered = asyncio.get_running_loop().create_future()
+        self._answered[query] = answered
+        try:
+            self._handlers[connection].send_query(query)
+            await answered
+        except BaseException:
+            self._answered.pop(query, None)
+            if not query.done and connection.connected:
+                # Its reply would arrive out of step with the next command's.
+                self._drop(connection, errors.InvalidAdminClientState(
+                    f"gearmand at {connection.address}: {plan.command!r} abandoned"))
+            raise
+        return plan.finish(plans.reply_of(query, connection), connection.address)
+
+    # -- commands (what each sends and returns: gearman.admin_commands) ----------------
+    async def ping_server(self, server: Any = None) -> float:
+        """ECHO round trip; returns the seconds it took."""
+        return float(await self._run(plans.ping(), server))
+
+    async def get_status(self, server: Any = None) -> List[Dict[str, Any]]:
+        """``status``: task, queued (queued plus running), running, workers."""
+        return list(await self._run(plans.status(), server))
+
+    async def get_priority_status(self, server: Any = None) -> List[Dict[str, Any]]:
+        """``prioritystatus``: queued jobs per priority, and workers."""
+        return list(await self._run(plans.priority_status(), server))
+
+    async def get_version(self, server: Any = None) -> str:
+        """The server's version."""
+        return str(await self._run(plans.version(), server))
+
+    async def get_pid(self, server: Any = None) -> int:
+        """The server's process id."""
+        return int(await self._run(plans.pid(), server))
+
+    async def get_verbose(self, server: Any = None) -> str:
+        """The server's log level."""
+        return str(await self._run(plans.verbose(), server))
+
+    async def get_workers(self, server: Any = None) -> List[Dict[str, Any]]:
+        """``workers``: file_descriptor, ip, client_id, tasks per connection."""
+        return list(await self._run(plans.workers(), server))
+
+    async def get_jobs(self, server: Any = None) -> List[Dict[str, Any]]:
+        """``show jobs``: handle, retries, ignore_job, job_queued."""
+        return list(await self._run(plans.jobs(), server))
+
+    async def get_unique_jobs(self, server: Any = None) -> List[Dict[str, str]]:
+        """``show unique jobs``: one ``{'unique': str}`` per job."""
+        return list(await self._run(plans.unique_jobs(), server))
+
+    async def send_maxqueue(self, task: Any, max_size: Union[int, Sequence[int], None] = None,
+                            server: Any = None) -> str:
+        """``maxqueue``: one size, or ``(high, normal, low)``."""
+        return str(await self._run(plans.maxqueue(task, max_size), server))
+
+    async def send_shutdown(self, graceful: bool = True, server: Any = None) -> str:
+        """``shutdown [graceful]`` (gearmand 1.1.15+ answers ERR UNKNOWN_COMMAND: raised)."""
+        return str(await self._run(plans.shutdown(graceful), server))
+
+    async def cancel_job(self, handle: Any, server: Any = None) -> str:
+        """``cancel job HANDLE``."""
+        return str(await self._run(plans.cancel_job(handle), server))
+
+    async def create_function(self, task: Any, server: Any = None) -> str:
+        """``create function F``."""
+        return str(await self._run(plans.create_function(task), server))
+
+    async def drop_function(self, task: Any, server: Any = None) -> str:
+        """``drop function F``."""
+        return str(await self._run(plans.drop_function(task), server))
+
+    async def ask_all_servers(self, method: str, *args: Any, **kwargs: Any
+                              ) -> List[Tuple[str, Any]]:
+        """Call one admin method on every server at once: ``[(address, result or error)]``."""
+        plans.check_admin_method(self, method)
+        results = await asyncio.gather(
+            *(getattr(self, method)(*args, server=connection, **kwargs)
+              for connection in self.connection_list), return_exceptions=True)
+        answers: List[Tuple[str, Any]] = []
+        for connection, result in zip(self.connection_list, results):
+            if isinstance(result, BaseException) and not isinstance(result, errors.GearmanError):
+                raise result
+            answers.append((connection.address, result))
+        return answers
