@@ -48,7 +48,7 @@ class GearmanAdminClient(plans.AdminClientRules, GearmanConnectionManager):
         connection = self.establish_admin_connection(server, deadline)
         query = AdminQuery(plan.command, *plan.args)
         try:
-            self._handlers[connection].send_query(query)
+            self.server_pool.handler_for(connection).send_query(query)
         except errors.ConnectionError as exc:
             self._drop(connection, exc)
             raise

@@ -236,7 +236,7 @@ class AdminClientRules:
     Mixed in before the driver's connection manager."""
 
     connection_list: List[Any]
-    _last_failure: Dict[Any, BaseException]
+    server_pool: Any
 
     def __init__(self, host_list: Any = None,
                  poll_timeout: Optional[float] = DEFAULT_ADMIN_POLL_TIMEOUT,
@@ -259,10 +259,11 @@ class AdminClientRules:
 
     def _before_connect(self, connection: Any) -> None:
         """An admin call is explicit: it tries now, backoff or not."""
-        self._last_failure.pop(connection, None)
+        self.server_pool.clear_last_failure(connection)
 
     def _connect_failed(self, connection: Any) -> errors.ConnectionError:
-        why = self._last_failure.pop(connection, None)
+        why = self.server_pool.last_failure(connection)
+        self.server_pool.clear_last_failure(connection)
         reason = getattr(why, "reason", None) or str(why or "connection failed")
         return errors.ConnectionError(connection.gearman_host, connection.gearman_port,
                                       f"cannot connect for an admin command: {reason}")

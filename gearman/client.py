@@ -215,7 +215,7 @@ class GearmanClient(ClientRules, GearmanConnectionManager):
         for request in requests:
             query = self._status_query(request)
             if query is not None:
-                self._handlers[request.accepted_by].send_get_status(query)
+                self.server_pool.handler_for(request.accepted_by).send_get_status(query)
                 queries.append(query)
         for query in self._wait_queries(queries, deadline):
             query.request.timed_out = True
@@ -229,7 +229,7 @@ class GearmanClient(ClientRules, GearmanConnectionManager):
             self.poll_connections_once([connection], 0)
         if not connection.connected and not self.establish_connection(connection):
             raise self._server_down(connection)
-        getattr(self._handlers[connection], send)(query)
+        getattr(self.server_pool.handler_for(connection), send)(query)
         if self._wait_queries([query], deadline):
             raise self._no_answer(connection, send)
         return self._query_result(connection, query)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import random
 import sys
-import zlib
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from gearman import errors
@@ -194,11 +193,7 @@ class ClientRules(ManagerCore):
 
     def _connection_order(self, unique: Optional[str]) -> List[Any]:
         """Servers for a unique id: a stable hash picks the first, the rest follow in order."""
-        connections = self.connection_list
-        if len(connections) < 2:
-            return connections
-        start = zlib.crc32(to_bytes(unique or "", "unique")) % len(connections)
-        return connections[start:] + connections[:start]
+        return self.server_pool.failover_order(unique)
 
     def _candidate_connections(self, request: Any) -> Iterator[Any]:
         """The servers ``request`` may go to, in its failover order: live ones, and
@@ -207,9 +202,7 @@ class ClientRules(ManagerCore):
         if not self.connection_list:
             raise errors.ServerUnavailable(f"{type(self).__name__} has no servers in its "
                                            "host_list")
-        for connection in self._connection_order(request.job.unique):
-            if connection.connected or self.connection_is_due(connection):
-                yield connection
+        yield from self.server_pool.candidates(request.job.unique)
 
     def _no_server(self) -> errors.ServerUnavailable:
         servers = ", ".join(c.address for c in self.connection_list)
@@ -221,7 +214,7 @@ class ClientRules(ManagerCore):
         connect attempt per server, not 100,000).  Otherwise the backoff stands, and
         requests fail over to the live servers without waiting on dead ones."""
         if not any(c.connected or self.connection_is_due(c) for c in self.connection_list):
-            self._retry_at.clear()
+            self.server_pool.forget_backoff()
 
     def note_updated(self, request: Any) -> None:
         """A handler changed ``request`` (each driver says what that wakes)."""
@@ -238,7 +231,7 @@ class ClientRules(ManagerCore):
         """Send ``request`` on ``connection`` (one try used up)."""
         request.connection_attempts += 1
         request.job.connection = connection
-        self._handlers[connection].send_job_request(request)
+        self.server_pool.handler_for(connection).send_job_request(request)
 
     def _begin_submission(self, request: Any) -> None:
         """A fresh submission: the last attempt's outcome and tries forgotten."""

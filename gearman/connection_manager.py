@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import selectors
 import socket
-from typing import Any, Callable, Dict, Iterable, Optional, TypeVar
+from typing import Any, Callable, Iterable, Optional, TypeVar
 
 from gearman import errors
 from gearman.connection import GearmanConnection
 from gearman.manager_core import REMOTE_FAULTS, ManagerCore
+from gearman.server_pool import ServerRecord
 from gearman.util import Deadline
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ class GearmanConnectionManager(ManagerCore):
 
     def __init__(self, host_list: Any = None, **options: Any) -> None:
         super().__init__(host_list, **options)
-        self._interest: Dict[Any, int] = {}
         self._selector = self.selector_class()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -44,9 +44,12 @@ class GearmanConnectionManager(ManagerCore):
     def establish_connection(self, connection: Any, timeout: Optional[float] = None) -> bool:
         """Connect ``connection`` if needed and set up its handler.  Never raises
         for a server that is down: it returns False and backs off that server."""
-        if connection.connected:
+        record = self.server_pool.record(connection)
+        if connection.connected and record.handler is not None:
             return True
         self._check_open()
+        if record.handler is not None or record.registered_fd is not None:
+            self._end_session(record)  # closed behind our back: end that session first
         try:
             connection.connect(timeout=timeout)
         except errors.ConnectionError as exc:
@@ -54,18 +57,27 @@ class GearmanConnectionManager(ManagerCore):
             return False
         return self._attach(connection)
 
-    def _set_interest(self, connection: Any, events: int) -> None:
-        """Register ``connection`` with the selector for ``events``, or change them."""
-        if connection in self._interest:
-            self._selector.modify(connection, events, connection)
+    def _set_interest(self, record: ServerRecord, events: int) -> None:
+        """Register the server's socket with the selector for ``events``, or change them.
+        The selector is keyed by file descriptor, kept in the record: a connection
+        closed behind our back is unregistered by it, never by a fileno() it lost."""
+        fd = record.connection.fileno()
+        if record.registered_fd == fd:
+            self._selector.modify(fd, events, record)
         else:
-            self._selector.register(connection, events, connection)
-        self._interest[connection] = events
+            self._forget(record)
+            stale = self._selector.get_map().get(fd)
+            if stale is not None and isinstance(stale.data, ServerRecord):
+                self._forget(stale.data)  # a closed socket's fd, now reused by this one
+            self._selector.register(fd, events, record)
+            record.registered_fd = fd
+        record.interest = events
 
-    def _forget(self, connection: Any) -> None:
-        if self._interest.pop(connection, None) is not None:
+    def _forget(self, record: ServerRecord) -> None:
+        fd, record.registered_fd, record.interest = record.registered_fd, None, 0
+        if fd is not None:
             try:
-                self._selector.unregister(connection)
+                self._selector.unregister(fd)
             except (KeyError, ValueError, OSError):
                 pass
 
@@ -80,11 +92,15 @@ class GearmanConnectionManager(ManagerCore):
     def poll_connections_once(self, connections: Iterable[Any],
                               timeout: Optional[float] = None) -> bool:
         """One select() pass over the live ``connections``.  True if anything was ready."""
-        self._check_open()  # the selector is gone: say so instead of ValueError from epoll
-        selector, interest = self._selector, self._interest
+        if self._closed:  # the selector is gone; say so instead of ValueError from epoll
+            raise self.closed_error(f"{type(self).__name__} is closed")
+        record_of = self.server_pool.record
         buffered = False
         for conn in connections:
+            record = record_of(conn)
             if not conn.connected:
+                if record.handler is not None:  # closed behind our back (by the user)
+                    self._end_session(record)
                 continue
             wanted = EVENT_READ
             if conn.wants_write:  # write eagerly: most sends finish without waiting
@@ -95,48 +111,48 @@ class GearmanConnectionManager(ManagerCore):
                     continue
                 if conn.wants_write:
                     wanted = EVENT_READ | EVENT_WRITE
-            if interest.get(conn) != wanted:
-                self._set_interest(conn, wanted)
+            if record.interest != wanted:
+                self._set_interest(record, wanted)
             if not buffered:
                 buffered = conn.has_buffered_input()
-        ready = selector.select(0 if buffered else timeout)
+        ready = self._selector.select(0 if buffered else timeout)
         activity = False
         for key, mask in ready:
-            conn = key.data
-            if conn is None:
+            record = key.data
+            if record is None:
                 self._drain_wakeups()
                 continue
             activity = True
-            self._service(conn, mask)
+            self._service(record, mask)
         if buffered:
-            for conn in list(interest):
-                if conn.connected and conn.has_buffered_input():
+            for record in list(self.server_pool.records()):
+                conn = record.connection
+                if record.interest and conn.connected and conn.has_buffered_input():
                     activity = True
-                    self._service(conn, EVENT_READ)
+                    self._service(record, EVENT_READ)
         return activity
 
-    def _service(self, conn: Any, mask: int) -> None:
-        handler = self._handlers.get(conn)
+    def _service(self, record: ServerRecord, mask: int) -> None:
+        handler, conn = record.handler, record.connection
         if handler is None:
             return
         try:
             if mask & EVENT_WRITE:
                 conn.flush()
-                if not conn.wants_write and self._interest.get(conn) != EVENT_READ:
+                if not conn.wants_write and record.interest != EVENT_READ:
                     # Drained: drop write interest now, or select() would report this
                     # socket writable again and again while others are polled (a spin).
-                    self._set_interest(conn, EVENT_READ)
+                    self._set_interest(record, EVENT_READ)
             if mask & EVENT_READ:
                 dispatch = handler.dispatch
                 for event in conn.read():
                     dispatch(event)
-                    self._note_answered(conn)
+                    if record.failures:  # the server answered sensibly: backoff starts over
+                        record.failures = 0
         except REMOTE_FAULTS as exc:
             self._drop(conn, exc)
-        except Exception as exc:  # a bug met on this connection's bytes: lose it, not us
-            self.log.exception("unexpected error handling data from %s", conn.address)
-            self._drop(conn, errors.ProtocolError(f"internal error: {exc!r}",
-                                                  server=conn.address))
+        except Exception as exc:  # a bug in our own code: loud, with its traceback
+            self._internal_error(conn, exc)
 
     def _drain_wakeups(self) -> None:
         try:

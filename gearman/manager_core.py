@@ -1,16 +1,16 @@
 """What client, worker and admin client keep about their servers, for both drivers.
 
-:class:`ManagerCore` holds the host list, one connection object per server, the
-command handler of each live connection, and each server's failures and backoff.
-It does no I/O and never waits: the blocking
-:class:`~gearman.connection_manager.GearmanConnectionManager` (a ``selectors``
-loop) and the asyncio :class:`~gearman.aio.manager.AsyncConnectionManager` add
-connecting, polling and closing.
+:class:`ManagerCore` holds the settings, the :class:`~gearman.server_pool.ServerPool`
+(one record per server: connection, handler, backoff, last failure) and what
+happens when a session starts or a connection fails.  It does no I/O and never
+waits: the blocking :class:`~gearman.connection_manager.GearmanConnectionManager`
+(a ``selectors`` loop) and the asyncio
+:class:`~gearman.aio.manager.AsyncConnectionManager` add connecting, polling and
+closing.
 """
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Dict, List, Optional
 
 from gearman import errors
@@ -18,6 +18,7 @@ from gearman.command_handler import GearmanCommandHandler
 from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE
 from gearman.encoders import DataEncoder, to_wire_bytes
 from gearman.job import GearmanJob, GearmanJobRequest
+from gearman.server_pool import ServerPool, ServerRecord
 from gearman.util import Backoff, HostAddress, parse_host, parse_host_list
 
 #: Failures of one connection: they cost that connection, never the process.
@@ -26,7 +27,7 @@ REMOTE_FAULTS = (errors.ConnectionError, errors.ProtocolError, errors.InvalidCli
 
 
 class ManagerCore:
-    """Servers, their connections and handlers, and their health; no I/O."""
+    """Settings, servers and their sessions and health; no I/O."""
 
     command_handler_class: Any = GearmanCommandHandler
     connection_class: Any = None  # each driver sets its connection class
@@ -49,13 +50,7 @@ class ManagerCore:
         self.keepalive = keepalive
         self.max_packet_size = max_packet_size
         self.trace = trace
-        self.connection_list: List[Any] = []
-        self._handlers: Dict[Any, Any] = {}  # connection -> its command handler
-        self._failures: Dict[Any, int] = {}
-        self._errors: Dict[Any, BaseException] = {}  # why a connection is being dropped
-        self._retry_at: Dict[Any, float] = {}
-        self._last_failure: Dict[Any, BaseException] = {}  # why a connection last failed
-        self.reconnect_backoff = Backoff(base=0.1, cap=5.0)
+        self.server_pool = ServerPool(Backoff(base=0.1, cap=5.0))
         self._closed = False
         for address in parse_host_list(host_list):
             self.add_connection(address)
@@ -72,7 +67,7 @@ class ManagerCore:
             tls=address.tls or bool(tls), connect_timeout=self.connect_timeout,
             keepalive=self.keepalive, max_packet_size=self.max_packet_size, trace=self.trace)
         connection.allow_text = getattr(self.command_handler_class, "accepts_text", True)
-        self.connection_list.append(connection)
+        self.server_pool.add(connection)
         return connection
 
     def add_ssl_connection(self, host: str, port: int, keyfile: Optional[str],
@@ -91,56 +86,45 @@ class ManagerCore:
                 return connection
         raise ValueError(f"server {server!r} is not in this {type(self).__name__}'s host_list")
 
+    @property
+    def connection_list(self) -> List[Any]:
+        """2.x name: every server's connection, in host_list order."""
+        return self.server_pool.connections
+
+    @connection_list.setter
+    def connection_list(self, connections: List[Any]) -> None:
+        self.server_pool.connections = connections
+
+    @property
+    def reconnect_backoff(self) -> Backoff:
+        """How long a failed server waits before the next connect."""
+        return self.server_pool.backoff
+
+    @reconnect_backoff.setter
+    def reconnect_backoff(self, backoff: Backoff) -> None:
+        self.server_pool.backoff = backoff
+
     def handler_for(self, connection: Any) -> Optional[GearmanCommandHandler]:
-        return self._handlers.get(connection)
+        """The command handler of ``connection``'s session, or None."""
+        return self.server_pool.handler_for(connection)  # type: ignore[no-any-return]
 
     @property
     def connection_to_handler_map(self) -> Dict[Any, GearmanCommandHandler]:
         """2.x name: live connection -> its command handler."""
-        return dict(self._handlers)
+        return self.server_pool.live()
 
     @property
     def handler_to_connection_map(self) -> Dict[GearmanCommandHandler, Any]:
         """2.x name: command handler -> its connection."""
-        return {handler: connection for connection, handler in self._handlers.items()}
+        return {handler: connection for connection, handler in self.server_pool.live().items()}
 
     def connection_is_due(self, connection: Any) -> bool:
         """False while a failed server waits out its backoff."""
-        return time.monotonic() >= self._retry_at.get(connection, 0.0)
+        return self.server_pool.is_due(connection)
 
     def next_retry_in(self) -> Optional[float]:
         """Seconds until the earliest down connection may be tried again, if any is down."""
-        if not self._retry_at:
-            return None
-        pending = [at for conn, at in self._retry_at.items() if not conn.connected]
-        if not pending:
-            return None
-        return max(0.0, min(pending) - time.monotonic())
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise self.closed_error(f"{type(self).__name__} is closed")
-
-    def _attach(self, connection: Any) -> bool:
-        """Give a freshly connected ``connection`` its handler and send its opening
-        packets; False (the connection dropped) if that already fails."""
-        handler = self.command_handler_class(connection_manager=self, connection=connection)
-        self._handlers[connection] = handler
-        # The failure count stays until the server sends a valid packet (see
-        # _note_answered): one that accepts and then drops or babbles keeps backing
-        # off, not 10 times a second.
-        self._retry_at.pop(connection, None)
-        try:
-            handler.initial_state(**self.handler_initial_state())
-        except REMOTE_FAULTS as exc:
-            self._drop(connection, exc)
-            return False
-        return True
-
-    def _note_answered(self, connection: Any) -> None:
-        """The server sent a valid packet: its backoff starts over."""
-        if self._failures:
-            self._failures.pop(connection, None)
+        return self.server_pool.next_retry_in()
 
     def encode_payload(self, data: Any) -> bytes:
         """``data`` as the bytes to send, by :attr:`data_encoder` (``str`` as UTF-8)."""
@@ -157,32 +141,33 @@ class ManagerCore:
         """Keyword arguments for each new handler's ``initial_state``."""
         return {}
 
-    # -- failures ---------------------------------------------------------------
     def _note_failure(self, connection: Any, exc: BaseException, backoff: bool = True) -> None:
-        failures = self._failures.get(connection, 0) + 1
-        self._failures[connection] = failures
-        self._last_failure[connection] = exc
-        if not backoff:
-            self._retry_at.pop(connection, None)
+        delay = self.server_pool.connection_failed(connection, exc, backoff)
+        failures = self.server_pool.record(connection).failures
+        if delay is None:
             self.log.warning("%s (try %d; may reconnect at once)", exc, failures)
-            return
-        delay = self.reconnect_backoff.compute(failures)
-        self._retry_at[connection] = time.monotonic() + delay
-        self.log.warning("%s (try %d; next in %.2fs)", exc, failures, delay)
+        else:
+            self.log.warning("%s (try %d; next in %.2fs)", exc, failures, delay)
 
-    def _drop(self, connection: Any, exc: BaseException) -> None:
-        """Drop a failed connection through :meth:`handle_error`, which subclasses
-        may override with python-gearman 2.x's one-argument signature."""
-        self._errors[connection] = exc
+    def drop_connection(self, connection: Any, exc: BaseException) -> None:
+        """This connection failed: close it and fail what depended on it, through
+        :meth:`handle_error` (which subclasses may override with python-gearman
+        2.x's one-argument signature)."""
+        record = self.server_pool.record(connection)
+        record.pending_error = exc
         try:
             self.handle_error(connection)
         finally:
-            self._errors.pop(connection, None)
+            record.pending_error = None
+
+    _drop = drop_connection
 
     def handle_error(self, current_connection: Any, exc: Optional[BaseException] = None) -> None:
         """Close a failed connection, log why, and tell its handler."""
         connection = current_connection
-        exc = exc or self._errors.pop(connection, None)
+        record = self.server_pool.record(connection)
+        exc = exc or record.pending_error
+        record.pending_error = None
         handler = self._detach(connection)
         self._note_failure(connection, exc or errors.ConnectionError(
             connection.gearman_host, connection.gearman_port, "connection failed"),
@@ -190,15 +175,47 @@ class ManagerCore:
         if handler is not None:
             handler.on_io_error()
 
-    def _detach(self, connection: Any) -> Any:
-        """Close ``connection``, out of the driver's sight, and return its former handler."""
-        self._forget(connection)
-        handler = self._handlers.pop(connection, None)
-        connection.close()
-        return handler
+    def _end_session(self, record: ServerRecord) -> None:
+        """End a session without counting a failure (a close by the user)."""
+        handler = self._detach(record.connection)
+        if handler is not None:
+            handler.on_io_error()
 
-    def _forget(self, connection: Any) -> None:
-        """Stop watching ``connection`` (the blocking driver unregisters it)."""
+    def _detach(self, connection: Any) -> Any:
+        """Close ``connection``, out of the poll loop, and return its former handler."""
+        record = self.server_pool.record(connection)
+        self._forget(record)
+        connection.close()
+        return self.server_pool.detach(connection)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise self.closed_error(f"{type(self).__name__} is closed")
+
+    def _attach(self, connection: Any) -> bool:
+        """Give a freshly connected ``connection`` its handler and send its opening
+        packets; False (the connection dropped) if that already fails."""
+        handler = self.command_handler_class(connection_manager=self, connection=connection)
+        self.server_pool.attach(connection, handler)
+        try:
+            handler.initial_state(**self.handler_initial_state())
+        except REMOTE_FAULTS as exc:
+            self._drop(connection, exc)
+            return False
+        return True
+
+    def _internal_error(self, connection: Any, exc: Exception) -> None:
+        """A bug met while handling ``connection``'s data: log it loudly and lose
+        that connection, never the process."""
+        self.log.error("internal error handling data from %s (a bug in gearman or in a "
+                       "subclass, not a fault of the server); dropping the connection",
+                       connection.address, exc_info=True)
+        self._drop(connection, errors.ConnectionError(
+            connection.gearman_host, connection.gearman_port,
+            f"dropped after an internal error: {exc!r}"))
+
+    def _forget(self, record: ServerRecord) -> None:
+        """Stop watching the server's connection (the blocking driver unregisters it)."""
 
     def _close_all(self) -> None:
         """Close every connection, telling each handler."""

@@ -146,7 +146,7 @@ class GearmanWorker(GearmanConnectionManager):
                 timeout = poll_timeout
                 if self._jobs:
                     timeout = 0
-                elif self._retry_at or len(self._handlers) > 1:  # else neither applies
+                elif self.server_pool.any_backed_off() or self.server_pool.session_count() > 1:
                     for wake_in in (self.next_retry_in(), self._patience_left()):
                         if wake_in is not None:
                             timeout = wake_in if timeout is None else min(timeout, wake_in)
@@ -273,7 +273,7 @@ class GearmanWorker(GearmanConnectionManager):
 
     def _send(self, current_job: Any, command: Command, fields: Tuple[bytes, ...]) -> bool:
         connection = current_job.connection
-        handler = self._handlers.get(connection)
+        handler = self.server_pool.handler_for(connection)
         if handler is None or not connection.connected:
             self.log.warning("job %s (task %r): %s not sent, connection to %s is gone; "
                              "gearmand re-queues the job", current_job.handle, current_job.task,
@@ -335,7 +335,7 @@ class GearmanWorker(GearmanConnectionManager):
 
     # -- internals --------------------------------------------------------------------------
     def _live_handlers(self) -> List[Any]:
-        return [h for c, h in self._handlers.items() if c.connected]
+        return self.server_pool.live_handlers()
 
     def _broadcast(self, send_name: str, *args: Any) -> None:
         """Send a registration to every live server, or queue it for the work loop:
@@ -404,10 +404,11 @@ class GearmanWorker(GearmanConnectionManager):
 
     def _patience_left(self) -> Optional[float]:
         """Seconds until an unanswered GRAB stops blocking grabs elsewhere, if one does."""
-        if len(self._handlers) < 2:
+        handlers = self.server_pool.live().values()
+        if len(handlers) < 2:
             return None
         oldest, others_have_work = None, False
-        for handler in self._handlers.values():
+        for handler in handlers:
             if handler.grab_outstanding:
                 if oldest is None or handler.grab_sent_at < oldest:
                     oldest = handler.grab_sent_at

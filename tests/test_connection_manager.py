@@ -103,20 +103,21 @@ def test_garbage_costs_the_connection_not_the_process(manager):
 def test_write_interest_only_while_bytes_wait(manager):
     mgr, connection, _ = manager
     mgr.poll_connections_once([connection], 0)
-    assert mgr._interest[connection] == selectors.EVENT_READ
+    assert mgr.server_pool.record(connection).interest == selectors.EVENT_READ
     connection.peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     connection._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     connection.send_command(Command.ECHO_REQ, (b"x" * (512 << 10),))
     mgr.poll_connections_once([connection], 0)
     assert connection.wants_write
-    assert mgr._interest[connection] == selectors.EVENT_READ | selectors.EVENT_WRITE
+    interest = mgr.server_pool.record(connection).interest
+    assert interest == selectors.EVENT_READ | selectors.EVENT_WRITE
     connection.peer.settimeout(2)
     received = 0
     while received < 512 << 10:
         received += len(connection.peer.recv(1 << 20))
         mgr.poll_connections_once([connection], 0)
     mgr.poll_connections_once([connection], 0)
-    assert mgr._interest[connection] == selectors.EVENT_READ
+    assert mgr.server_pool.record(connection).interest == selectors.EVENT_READ
 
 
 def test_idle_loop_sleeps_instead_of_spinning(manager):
@@ -170,7 +171,7 @@ def test_a_dropped_connection_backs_off_by_role(role, due_at_once, caplog):
     manager = getattr(gearman, role)([])
     connection = manager.add_connection("127.0.0.1", 4730)
     connection.use_socket(ours)
-    manager._handlers[connection] = manager.command_handler_class(manager, connection)
+    manager.server_pool.attach(connection, manager.command_handler_class(manager, connection))
     with caplog.at_level("WARNING"):
         manager._drop(connection, OSError("test: connection reset"))
     assert manager.connection_is_due(connection) is due_at_once

@@ -56,7 +56,7 @@ class AsyncGearmanAdminClient(plans.AdminClientRules, AsyncConnectionManager):
         answered = asyncio.get_running_loop().create_future()
         self._answered[query] = answered
         try:
-            self._handlers[connection].send_query(query)
+            self.server_pool.handler_for(connection).send_query(query)
             await answered
         except BaseException:
             self._answered.pop(query, None)

@@ -61,20 +61,20 @@ class AsyncConnectionManager(ManagerCore):
 
     def _dispatch(self, connection: Any, events: Iterator[Event]) -> None:
         """Hand parsed events to the connection's handler; a fault costs the connection."""
-        handler = self._handlers.get(connection)
+        record = self.server_pool.record(connection)
+        handler = record.handler
         if handler is None:
             return
         try:
             dispatch = handler.dispatch
             for event in events:
                 dispatch(event)
-                self._note_answered(connection)
+                if record.failures:  # the server answered sensibly: backoff starts over
+                    record.failures = 0
         except REMOTE_FAULTS as exc:
             self._drop(connection, exc)
-        except Exception as exc:  # a bug met on this connection's bytes: lose it, not us
-            self.log.exception("unexpected error handling data from %s", connection.address)
-            self._drop(connection, errors.ProtocolError(f"internal error: {exc!r}",
-                                                        server=connection.address))
+        except Exception as exc:  # a bug in our own code: loud, with its traceback
+            self._internal_error(connection, exc)
 
     async def flush_connections(self, connections: Iterable[Any],
                                 timeout: Optional[float]) -> None:

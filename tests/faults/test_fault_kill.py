@@ -191,7 +191,7 @@ def test_kill_while_an_admin_command_waits(gearmand, thread_baseline):
     gearmand.pause()  # the command is sent and waits for an answer that never comes
     thread, box = run_in_thread(admin.get_status)
     # Sent and waiting: the handler holds the query.
-    assert wait_for(lambda: any(h._queries for h in list(admin._handlers.values())), 5)
+    assert wait_for(lambda: any(h._queries for h in list(admin.server_pool.live().values())), 5)
     assert thread.is_alive()
     gearmand.kill(signal.SIGKILL)
     killed_at = time.monotonic()
