@@ -2,5 +2,7 @@
 :class:`AsyncGearmanAdminClient`, on the same protocol core, handlers, job
 objects, encoders and rules as the blocking classes (see docs/asyncio)."""
 from gearman.aio.admin_client import AsyncGearmanAdminClient
+from gearman.aio.client import AsyncGearmanClient
+from gearman.aio.waits import Update
 
-__all__ = ["AsyncGearmanAdminClient"]
+__all__ = ["AsyncGearmanAdminClient", "AsyncGearmanClient", "Update"]

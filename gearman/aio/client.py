@@ -1,0 +1,295 @@
+"""AsyncGearmanClient: submit jobs and await their results on an asyncio loop.
+
+The checks, the requests, the server order and the retry decision are
+:class:`~gearman.client_rules.ClientRules`, the protocol state per connection is
+:class:`~gearman.client_handler.GearmanClientCommandHandler`: both the blocking
+client's own.  Here is only the waiting: any number of tasks may await one
+client; each registers the requests it waits for, and the handler's note about
+a request wakes only the tasks waiting for that request.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Set
+
+from gearman import errors
+from gearman.aio.manager import AsyncConnectionManager
+from gearman.aio.waits import RequestWait, Update, UpdateStream, WaitRegistry
+from gearman.client_handler import GearmanClientCommandHandler, StatusQuery
+from gearman.client_rules import ClientRules, accepted, finished, resolve_timeout
+from gearman.constants import PRIORITY_NONE
+from gearman.util import Deadline, to_bytes, to_text
+
+__all__ = ["AsyncGearmanClient", "Update"]
+
+
+class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
+    """Submits jobs to gearmand servers and awaits their results.
+
+    Same constructor, options and methods as :class:`~gearman.client.GearmanClient`,
+    as coroutines.  ``poll_timeout`` returns with ``timed_out`` set, as there;
+    cancelling the awaiting task raises in that task only, and the late replies of
+    its requests are dropped.
+    """
+
+    command_handler_class = GearmanClientCommandHandler
+
+    def __init__(self, host_list: Any = None, random_unique_bytes: int = 16,
+                 **options: Any) -> None:
+        super().__init__(host_list, random_unique_bytes, **options)
+        self._registry = WaitRegistry()
+        self._answers: Dict[StatusQuery, asyncio.Future[None]] = {}
+        self._retrying: Set[Any] = set()
+        self._tasks: Set[asyncio.Future[Any]] = set()
+
+    # -- reported by handlers --------------------------------------------------------
+    def note_updated(self, request: Any) -> None:
+        registry = self._registry
+        waits = registry.waits_for(request)
+        if waits:
+            if request.connection_failed and request not in self._retrying and \
+                    not self._closed and \
+                    request.connection_attempts < request.max_connection_attempts:
+                self._retry_soon(request)
+            else:
+                for wait in waits:
+                    if wait.done(request) and registry.remove(request, wait):
+                        wait.settled()
+        for stream in registry.streams_for(request):
+            stream.changed(request)
+
+    def note_status(self, query: StatusQuery) -> None:
+        answered = self._answers.pop(query, None)
+        if answered is not None and not answered.done():
+            answered.set_result(None)
+
+    # -- retries ---------------------------------------------------------------------------
+    def _retry_soon(self, request: Any) -> None:
+        """A waited-for request lost its connection and has tries left: send it again
+        (in a task: connecting may take a while); its waits stay registered."""
+        self._retrying.add(request)
+        task = asyncio.ensure_future(self._retry(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _retry(self, request: Any) -> None:
+        try:
+            if self._prepare_retry(request):
+                await self.send_job_request(request)
+        finally:
+            self._retrying.discard(request)
+        if request.connection_failed:  # no server took it: that ends it
+            self.note_updated(request)
+
+    # -- submitting ----------------------------------------------------------------------
+    async def submit_job(self, task: Any, data: Any, unique: Any = None,
+                         priority: Optional[str] = PRIORITY_NONE, background: bool = False,
+                         wait_until_complete: bool = True, max_retries: int = 0,
+                         poll_timeout: Optional[float] = None, *,
+                         timeout: Optional[float] = None, when: Any = None,
+                         reducer: Any = None) -> Any:
+        """Submit one job and, by default, await its result (see GearmanClient.submit_job)."""
+        job = {"task": task, "data": data, "unique": unique, "priority": priority,
+               "when": when, "reducer": reducer}
+        requests = await self.submit_multiple_jobs(
+            [job], background=background, wait_until_complete=wait_until_complete,
+            max_retries=max_retries, poll_timeout=poll_timeout, timeout=timeout)
+        return requests[0]
+
+    async def submit_multiple_jobs(self, jobs_to_submit: Sequence[Dict[str, Any]],
+                                   background: bool = False, wait_until_complete: bool = True,
+                                   max_retries: int = 0, poll_timeout: Optional[float] = None,
+                                   *, timeout: Optional[float] = None) -> List[Any]:
+        """Submit a list of job dicts and return their requests in order."""
+        poll_timeout = resolve_timeout(poll_timeout, timeout)
+        requests = self._requests_from_jobs(jobs_to_submit, background, max_retries)
+        return await self.submit_multiple_requests(
+            requests, wait_until_complete=wait_until_complete, poll_timeout=poll_timeout)
+
+    async def submit_multiple_requests(self, job_requests: Sequence[Any],
+                                       wait_until_complete: bool = True,
+                                       poll_timeout: Optional[float] = None, *,
+                                       timeout: Optional[float] = None) -> List[Any]:
+        """(Re)submit requests: one already accepted on a live connection is only
+        awaited; one never accepted, or whose connection failed, is sent again."""
+        deadline = Deadline(resolve_timeout(poll_timeout, timeout))
+        requests = self._as_request_list(job_requests)
+        self._check_open()
+        self._give_all_servers_a_try()
+        for request in requests:
+            if self._needs_sending(request):
+                self._begin_submission(request)
+                await self.send_job_request(request)
+        await self.wait_until_jobs_accepted(requests, deadline.remaining())
+        if wait_until_complete:
+            await self.wait_until_jobs_completed(requests, deadline.remaining())
+        return requests
+
+    async def establish_request_connection(self, current_request: Any) -> Any:
+        """The live connection ``current_request`` should use; connects if needed."""
+        connections = self.connection_list
+        if len(connections) == 1 and connections[0].connected:
+            return connections[0]  # the common case costs no lookups
+        for connection in self._candidate_connections(current_request):
+            if connection.connected or await self.establish_connection(connection):
+                return connection
+        raise self._no_server()
+
+    async def send_job_request(self, current_request: Any) -> None:
+        """Send one request on its server; mark it failed if none is up."""
+        try:
+            connection = await self.establish_request_connection(current_request)
+        except errors.ServerUnavailable as exc:
+            self._unreachable(current_request, exc)
+            return
+        self._send_on(connection, current_request)
+
+    # -- waiting -------------------------------------------------------------------------
+    async def _wait(self, requests: List[Any], done: Any, timeout: Optional[float]) -> None:
+        wait = RequestWait(done)
+        registry = self._registry
+        for request in requests:
+            request.timed_out = False
+            if not done(request):
+                registry.add(request, wait)
+                wait.pending += 1
+        if not wait.pending:
+            return
+        timed_out = False
+        try:
+            if timeout is None:
+                await wait.future
+            else:
+                await asyncio.wait({wait.future}, timeout=timeout)
+                timed_out = not wait.future.done()
+        finally:
+            if wait.pending > 0:  # timed out, cancelled, or the client was closed
+                for request in requests:
+                    if registry.remove(request, wait):
+                        request.timed_out = timed_out
+
+    async def wait_until_jobs_accepted(self, job_requests: Sequence[Any],
+                                       poll_timeout: Optional[float] = None, *,
+                                       timeout: Optional[float] = None) -> List[Any]:
+        """Await the server's answer to every submission (JOB_CREATED or ERROR)."""
+        requests = self._as_request_list(job_requests)
+        await self._wait(requests, accepted, resolve_timeout(poll_timeout, timeout))
+        return requests
+
+    async def wait_until_jobs_completed(self, job_requests: Sequence[Any],
+                                        poll_timeout: Optional[float] = None, *,
+                                        timeout: Optional[float] = None) -> List[Any]:
+        """Await every request being complete, failed, or lost with its connection."""
+        requests = self._as_request_list(job_requests)
+        await self._wait(requests, finished, resolve_timeout(poll_timeout, timeout))
+        return requests
+
+    async def updates(self, request: Any) -> AsyncIterator[Update]:
+        """The WORK_DATA, WORK_WARNING and WORK_STATUS of a foreground ``request`` as
+        they arrive (those that came before the call first), ending when the job
+        completes, fails or loses its connection."""
+        if not hasattr(request, "gearman_job"):
+            raise TypeError(f"request must be a GearmanJobRequest, got {type(request).__name__}")
+        if request.background:
+            raise ValueError("a background job sends no updates to its client")
+        stream = UpdateStream()
+        stream.changed(request)
+        self._registry.add_stream(request, stream)
+        try:
+            while True:
+                while stream.items:
+                    yield stream.items.popleft()
+                if finished(request) and request not in self._retrying:
+                    return
+                stream.wakeup.clear()
+                await stream.wakeup.wait()
+        finally:
+            self._registry.remove_stream(request, stream)
+
+    # -- status ------------------------------------------------------------------------------
+    async def _await_answers(self, queries: List[StatusQuery],
+                             timeout: Optional[float]) -> List[StatusQuery]:
+        """Await the answers of ``queries``; returns those not answered in time."""
+        loop = asyncio.get_running_loop()
+        futures = []
+        for query in queries:
+            if not query.done:
+                self._answers[query] = future = loop.create_future()
+                futures.append(future)
+        try:
+            if futures:
+                await asyncio.wait(futures, timeout=timeout)
+        finally:
+            for query in queries:
+                self._answers.pop(query, None)
+        return [query for query in queries if not query.done]
+
+    async def get_job_status(self, current_request: Any, poll_timeout: Optional[float] = None,
+                             *, timeout: Optional[float] = None, server: Any = None) -> Any:
+        """GET_STATUS for a request (fills ``request.status``) or a job handle."""
+        if isinstance(current_request, (str, bytes)):
+            return await self.get_job_status_by_handle(current_request, server=server,
+                                                       poll_timeout=poll_timeout,
+                                                       timeout=timeout)
+        statuses = await self.get_job_statuses([current_request], poll_timeout, timeout=timeout)
+        return statuses[0]
+
+    async def get_job_statuses(self, job_requests: Sequence[Any],
+                               poll_timeout: Optional[float] = None, *,
+                               timeout: Optional[float] = None) -> List[Any]:
+        """GET_STATUS for each request, on the connection that accepted it."""
+        requests = self._as_request_list(job_requests)
+        limit = resolve_timeout(poll_timeout, timeout)
+        queries = []
+        for request in requests:
+            query = self._status_query(request)
+            if query is not None:
+                self.server_pool.handler_for(request.accepted_by).send_get_status(query)
+                queries.append(query)
+        for query in await self._await_answers(queries, limit):
+            query.request.timed_out = True
+        return requests
+
+    async def _query(self, connection: Any, query: StatusQuery, send: str,
+                     timeout: Optional[float]) -> Dict[str, Any]:
+        if connection is None:
+            raise self._no_server()
+        if not connection.connected and not await self.establish_connection(connection):
+            raise self._server_down(connection)
+        getattr(self.server_pool.handler_for(connection), send)(query)
+        if await self._await_answers([query], timeout):
+            raise self._no_answer(connection, send)
+        return self._query_result(connection, query)
+
+    async def get_job_status_by_handle(self, handle: Any, server: Any = None,
+                                       poll_timeout: Optional[float] = None, *,
+                                       timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Status of any job by its handle on ``server``."""
+        query = self._handle_query(handle)
+        limit = resolve_timeout(poll_timeout, timeout)
+        return await self._query(self._server_connection(server), query, "send_get_status",
+                                 limit)
+
+    async def get_job_status_by_unique(self, unique: Any, server: Any = None,
+                                       poll_timeout: Optional[float] = None, *,
+                                       timeout: Optional[float] = None) -> Dict[str, Any]:
+        """GET_STATUS_UNIQUE on the server that unique hashes to (or ``server``)."""
+        query = self._unique_query(unique)
+        limit = resolve_timeout(poll_timeout, timeout)
+        connection = self._server_connection(server, to_text(query.key))
+        return await self._query(connection, query, "send_get_status_unique", limit)
+
+    async def echo(self, data: Any = b"ping", server: Any = None,
+                   poll_timeout: Optional[float] = 5.0, *,
+                   timeout: Optional[float] = None) -> bytes:
+        """ECHO_REQ round trip; returns what the server echoed."""
+        limit = resolve_timeout(poll_timeout if timeout is None else None, timeout)
+        result = await self._query(self._server_connection(server),
+                                   StatusQuery(to_bytes(data, "data")), "send_echo", limit)
+        return bytes(result["data"])
+
+    async def close(self) -> None:
+        """Close every connection for good; waiting tasks see their requests fail."""
+        for task in list(self._tasks):
+            task.cancel()
+        await super().close()
