@@ -83,10 +83,6 @@ class AsyncConnectionManager(ManagerCore):
         if drains:
             await asyncio.wait_for(asyncio.gather(*drains), timeout)
 
-    async def shutdown(self) -> None:
-        """Close every connection.  The object can connect again afterwards."""
-        self._close_all()
-
     async def close(self) -> None:
         """Close every connection for good."""
         if self._closed:
