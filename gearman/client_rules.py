@@ -264,6 +264,16 @@ class ClientRules(ManagerCore):
             return None
         return StatusQuery(to_bytes(request.job.handle, "handle"), request)
 
+    def _send_status_queries(self, requests: List[Any]) -> List[StatusQuery]:
+        """GET_STATUS for each accepted request on the connection that accepted it."""
+        queries = []
+        for request in requests:
+            query = self._status_query(request)
+            if query is not None:
+                self.server_pool.handler_for(request.accepted_by).send_get_status(query)
+                queries.append(query)
+        return queries
+
     @staticmethod
     def _handle_query(handle: Any) -> StatusQuery:
         raw = check_name(handle, "handle")

@@ -136,23 +136,18 @@ class GearmanConnectionManager(ManagerCore):
         handler, conn = record.handler, record.connection
         if handler is None:
             return
-        try:
-            if mask & EVENT_WRITE:
+        if mask & EVENT_WRITE:
+            try:
                 conn.flush()
-                if not conn.wants_write and record.interest != EVENT_READ:
-                    # Drained: drop write interest now, or select() would report this
-                    # socket writable again and again while others are polled (a spin).
-                    self._set_interest(record, EVENT_READ)
-            if mask & EVENT_READ:
-                dispatch = handler.dispatch
-                for event in conn.read():
-                    dispatch(event)
-                    if record.failures:  # the server answered sensibly: backoff starts over
-                        record.failures = 0
-        except REMOTE_FAULTS as exc:
-            self._drop(conn, exc)
-        except Exception as exc:  # a bug in our own code: loud, with its traceback
-            self._internal_error(conn, exc)
+            except REMOTE_FAULTS as exc:
+                self._drop(conn, exc)
+                return
+            if not conn.wants_write and record.interest != EVENT_READ:
+                # Drained: drop write interest now, or select() would report this
+                # socket writable again and again while others are polled (a spin).
+                self._set_interest(record, EVENT_READ)
+        if mask & EVENT_READ:
+            self._dispatch_events(record, conn.read)
 
     def _drain_wakeups(self) -> None:
         try:

@@ -11,13 +11,14 @@ closing.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from gearman import errors
 from gearman.command_handler import GearmanCommandHandler
 from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE
 from gearman.encoders import DataEncoder, to_wire_bytes
 from gearman.job import GearmanJob, GearmanJobRequest
+from gearman.protocol import Event
 from gearman.server_pool import ServerPool, ServerRecord
 from gearman.util import Backoff, HostAddress, parse_host, parse_host_list
 
@@ -203,6 +204,24 @@ class ManagerCore:
             self._drop(connection, exc)
             return False
         return True
+
+    def _dispatch_events(self, record: ServerRecord,
+                         read: Callable[[], Iterable[Event]]) -> None:
+        """Hand the events ``read()`` parses to the server's handler.  A fault of the
+        server (or a bug met on its bytes) costs that connection, never the caller."""
+        handler, connection = record.handler, record.connection
+        if handler is None:
+            return
+        try:
+            dispatch = handler.dispatch
+            for event in read():
+                dispatch(event)
+                if record.failures:  # the server answered sensibly: backoff starts over
+                    record.failures = 0
+        except REMOTE_FAULTS as exc:
+            self._drop(connection, exc)
+        except Exception as exc:  # a bug in our own code: loud, with its traceback
+            self._internal_error(connection, exc)
 
     def _internal_error(self, connection: Any, exc: Exception) -> None:
         """A bug met while handling ``connection``'s data: log it loudly and lose

@@ -240,12 +240,7 @@ class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
         """GET_STATUS for each request, on the connection that accepted it."""
         requests = self._as_request_list(job_requests)
         limit = resolve_timeout(poll_timeout, timeout)
-        queries = []
-        for request in requests:
-            query = self._status_query(request)
-            if query is not None:
-                self.server_pool.handler_for(request.accepted_by).send_get_status(query)
-                queries.append(query)
+        queries = self._send_status_queries(requests)
         for query in await self._await_answers(queries, limit):
             query.request.timed_out = True
         return requests

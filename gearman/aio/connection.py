@@ -18,8 +18,8 @@ from gearman.connection import make_tls_context
 from gearman.connection_state import Chunk, ConnectionState
 from gearman.protocol import Event
 
-#: What the owner is told: bytes turned into events, and the end of the connection.
-EventsCallback = Callable[["AsyncConnection", Any], None]
+#: What the owner is told: bytes arrived, and the connection ended.
+DataCallback = Callable[["AsyncConnection", bytes], None]
 LostCallback = Callable[["AsyncConnection", BaseException], None]
 
 
@@ -33,7 +33,7 @@ class AsyncConnection(ConnectionState, asyncio.Protocol):
         self._paused = False
         self._drain_waiters: List[asyncio.Future[None]] = []
         #: set by the owner before connecting
-        self.on_events: Optional[EventsCallback] = None
+        self.on_data: Optional[DataCallback] = None
         self.on_lost: Optional[LostCallback] = None
 
     # -- connect / close ------------------------------------------------
@@ -146,8 +146,8 @@ class AsyncConnection(ConnectionState, asyncio.Protocol):
 
     # -- receiving --------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        if self.on_events is not None and self.connected:
-            self.on_events(self, self.received(data))
+        if self.on_data is not None and self.connected:
+            self.on_data(self, data)
 
     def eof_received(self) -> Optional[bool]:
         return False  # close the transport: connection_lost reports it

@@ -8,12 +8,11 @@ handlers and every rule about servers are the blocking driver's own.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, Iterable, Iterator, Optional, TypeVar
+from typing import Any, Dict, Iterable, Optional, TypeVar
 
 from gearman import errors
 from gearman.aio.connection import AsyncConnection
-from gearman.manager_core import REMOTE_FAULTS, ManagerCore
-from gearman.protocol import Event
+from gearman.manager_core import ManagerCore
 
 _Manager = TypeVar("_Manager", bound="AsyncConnectionManager")
 
@@ -29,7 +28,7 @@ class AsyncConnectionManager(ManagerCore):
 
     def add_connection(self, host: Any, port: Optional[int] = None, **tls: Any) -> Any:
         connection = super().add_connection(host, port, **tls)
-        connection.on_events = self._dispatch
+        connection.on_data = self._dispatch
         connection.on_lost = self._drop
         return connection
 
@@ -59,22 +58,10 @@ class AsyncConnectionManager(ManagerCore):
             return False
         return self._attach(connection)
 
-    def _dispatch(self, connection: Any, events: Iterator[Event]) -> None:
+    def _dispatch(self, connection: Any, data: bytes) -> None:
         """Hand parsed events to the connection's handler; a fault costs the connection."""
-        record = self.server_pool.record(connection)
-        handler = record.handler
-        if handler is None:
-            return
-        try:
-            dispatch = handler.dispatch
-            for event in events:
-                dispatch(event)
-                if record.failures:  # the server answered sensibly: backoff starts over
-                    record.failures = 0
-        except REMOTE_FAULTS as exc:
-            self._drop(connection, exc)
-        except Exception as exc:  # a bug in our own code: loud, with its traceback
-            self._internal_error(connection, exc)
+        self._dispatch_events(self.server_pool.record(connection),
+                              lambda: connection.received(data))
 
     async def flush_connections(self, connections: Iterable[Any],
                                 timeout: Optional[float]) -> None:
