@@ -115,6 +115,7 @@ class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
         requests = self._as_request_list(job_requests)
         self._check_open()
+        await self._notice_closed_connections()
         self._give_all_servers_a_try()
         for request in requests:
             if self._needs_sending(request):
@@ -124,6 +125,17 @@ class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
         if wait_until_complete:
             await self.wait_until_jobs_completed(requests, deadline.remaining())
         return requests
+
+    async def _notice_closed_connections(self) -> None:
+        """Let the loop run the callbacks already due: a connection the server closed
+        a moment ago (say, it was restarted) is noticed now, not after a request was
+        written into it and lost (as the blocking client's first non-blocking poll).
+        A close takes up to three turns of the loop to reach connection_lost."""
+        for connection in self.connection_list:
+            if connection.connected:
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                return
 
     async def establish_request_connection(self, current_request: Any) -> Any:
         """The live connection ``current_request`` should use; connects if needed."""
