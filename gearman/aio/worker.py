@@ -219,8 +219,12 @@ class AsyncGearmanWorker(WorkerRules, AsyncConnectionManager):
                     self._final(job, Command.WORK_EXCEPTION,
                                 exception_fields(f"result not sendable: {exc}"))
         finally:
-            self._running.pop(job, None)
+            handler = self._running.pop(job, None)
             self._finished.discard(job)
+            if handler is not None:
+                # Look again when a job ends, as the blocking worker does: gearmand
+                # sends a sleeping worker no NOOP for a job it took back (CAN_DO_TIMEOUT).
+                handler.may_have_work = True
             self._grab_where_possible()
 
     async def _in_thread(self, callback: Any, arguments: Tuple[Any, ...]) -> Any:
