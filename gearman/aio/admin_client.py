@@ -35,12 +35,15 @@ class AsyncGearmanAdminClient(plans.AdminClientRules, AsyncConnectionManager):
             waiter.set_result(None)
 
     async def establish_admin_connection(self, server: Any = None) -> Any:
+        """The connection for ``server`` with a live session (its handler), connected
+        now if needed, backoff or not."""
         connection = self._connection_for(server)
         if not connection.connected:
             self._before_connect(connection)
-            if not await self.establish_connection(connection):
-                raise self._connect_failed(connection)
-        return connection
+        handler = await self.live_handler(connection)
+        if handler is None:
+            raise self._connect_failed(connection)
+        return connection, handler
 
     async def _run(self, plan: plans.Plan, server: Any) -> Any:
         try:
@@ -51,12 +54,12 @@ class AsyncGearmanAdminClient(plans.AdminClientRules, AsyncConnectionManager):
                 f"{plan.command!r} within {self.poll_timeout} seconds") from None
 
     async def _exchange(self, plan: plans.Plan, server: Any) -> Any:
-        connection = await self.establish_admin_connection(server)
+        connection, handler = await self.establish_admin_connection(server)
         query = AdminQuery(plan.command, *plan.args)
         answered = asyncio.get_running_loop().create_future()
         self._answered[query] = answered
         try:
-            self.server_pool.handler_for(connection).send_query(query)
+            handler.send_query(query)
             await answered
         except BaseException:
             self._answered.pop(query, None)

@@ -143,7 +143,7 @@ class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
         if len(connections) == 1 and connections[0].connected:
             return connections[0]  # the common case costs no lookups
         for connection in self._candidate_connections(current_request):
-            if connection.connected or await self.establish_connection(connection):
+            if await self.live_handler(connection) is not None:
                 return connection
         raise self._no_server()
 
@@ -261,9 +261,10 @@ class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
                      timeout: Optional[float]) -> Dict[str, Any]:
         if connection is None:
             raise self._no_server()
-        if not connection.connected and not await self.establish_connection(connection):
+        handler = await self.live_handler(connection)
+        if handler is None:
             raise self._server_down(connection)
-        getattr(self.server_pool.handler_for(connection), send)(query)
+        getattr(handler, send)(query)
         if await self._await_answers([query], timeout):
             raise self._no_answer(connection, send)
         return self._query_result(connection, query)

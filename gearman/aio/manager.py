@@ -47,6 +47,16 @@ class AsyncConnectionManager(ManagerCore):
         # shield: one caller's cancellation must not abort the others' connect
         return await asyncio.shield(attempt)
 
+    async def live_handler(self, connection: Any) -> Any:
+        """The handler of ``connection``'s session, connecting first if needed; None
+        if the server is down or the session ended already (checked after the await:
+        TLS 1.3 reports a refused client certificate only after the handshake)."""
+        if not connection.connected:
+            await self.establish_connection(connection)
+        if not connection.connected:
+            return None
+        return self.server_pool.handler_for(connection)
+
     async def _connect(self, connection: Any) -> bool:
         try:
             await connection.connect()
