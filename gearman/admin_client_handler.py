@@ -9,6 +9,7 @@ from typing import Any, Deque, NoReturn, Optional
 from gearman.command_handler import GearmanCommandHandler
 from gearman.errors import InvalidAdminClientState
 from gearman.protocol import AdminReplyReader, Command, TextLine, pack_text
+from gearman.seams import AdminOwner, Connection
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,9 @@ class GearmanAdminClientCommandHandler(GearmanCommandHandler):
 
     accepts_text = True
 
-    def __init__(self, connection_manager: Any, connection: Any) -> None:
+    connection_manager: AdminOwner
+
+    def __init__(self, connection_manager: AdminOwner, connection: Connection) -> None:
         super().__init__(connection_manager, connection)
         self._queries: Deque[AdminQuery] = collections.deque()
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from gearman import errors
 from gearman.admin_client_handler import AdminQuery
-from gearman.constants import DEFAULT_ADMIN_POLL_TIMEOUT
+from gearman.constants import (DEFAULT_ADMIN_POLL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+                               DEFAULT_MAX_PACKET_SIZE)
+from gearman.manager_core import C, ManagerCore
 from gearman.protocol import parse_err_line
+from gearman.shapes import HostItem
 from gearman.util import check_name
 
 ECHO_STRING = b"ping? pong!"
@@ -230,18 +233,16 @@ def check_admin_method(owner: Any, method: str) -> None:
         raise ValueError(f"{method!r} is not an admin command")
 
 
-class AdminClientRules:
+class AdminClientRules(ManagerCore[C]):
     """What both admin clients share beside the plans: the ``poll_timeout``
-    setting, which server a command goes to, and why a connect failed.
-    Mixed in before the driver's connection manager."""
+    setting, which server a command goes to, and why a connect failed."""
 
-    connection_list: List[Any]
-    server_pool: Any
-
-    def __init__(self, host_list: Any = None,
-                 poll_timeout: Optional[float] = DEFAULT_ADMIN_POLL_TIMEOUT,
-                 **options: Any) -> None:
-        super().__init__(host_list, **options)  # type: ignore[call-arg]
+    def __init__(self, host_list: Optional[Iterable[HostItem]] = None,
+                 poll_timeout: Optional[float] = DEFAULT_ADMIN_POLL_TIMEOUT, *,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, keepalive: bool = False,
+                 max_packet_size: int = DEFAULT_MAX_PACKET_SIZE, trace: bool = False) -> None:
+        super().__init__(host_list, connect_timeout=connect_timeout, keepalive=keepalive,
+                         max_packet_size=max_packet_size, trace=trace)
         if poll_timeout is not None and (isinstance(poll_timeout, bool) or poll_timeout < 0):
             raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
         self.poll_timeout = poll_timeout
@@ -249,19 +250,19 @@ class AdminClientRules:
     def note_status(self, query: AdminQuery) -> None:
         """Handlers report each answered query; a wait checks its own ``query.done``."""
 
-    def _connection_for(self, server: Any) -> Any:
+    def _connection_for(self, server: Optional[HostItem]) -> C:
         if not self.connection_list:
             raise errors.ServerUnavailable(f"{type(self).__name__} has no servers in its "
                                            "host_list")
         if server is None:
             return self.connection_list[0]
-        return self.connection_named(server)  # type: ignore[attr-defined]
+        return self.connection_named(server)
 
-    def _before_connect(self, connection: Any) -> None:
+    def _before_connect(self, connection: C) -> None:
         """An admin call is explicit: it tries now, backoff or not."""
         self.server_pool.clear_last_failure(connection)
 
-    def _connect_failed(self, connection: Any) -> errors.ConnectionError:
+    def _connect_failed(self, connection: C) -> errors.ConnectionError:
         why = self.server_pool.last_failure(connection)
         self.server_pool.clear_last_failure(connection)
         reason = getattr(why, "reason", None) or str(why or "connection failed")

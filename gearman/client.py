@@ -2,51 +2,73 @@
 
 Waits never scan all requests on each poll: handlers report every request they
 change through :meth:`GearmanClient.note_updated`, and a wait looks only at those.
+What happens to a request after each event is decided in :mod:`gearman.request_fate`;
+the argument checks live in :mod:`gearman.request_checks`; the server order in
+:mod:`gearman.server_pool`.  This module drives them with the blocking poll loop.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence,
+                    Union, cast, overload)
 
-from gearman import errors
+from gearman import errors, request_fate
 from gearman.client_handler import GearmanClientCommandHandler, StatusQuery
-from gearman.client_rules import (MAX_HANDLE_LENGTH, ClientRules, accepted, finished,
-                                  resolve_timeout)
+from gearman.client_rules import ClientRules
+from gearman.connection import GearmanConnection
 from gearman.connection_manager import GearmanConnectionManager
-from gearman.constants import PRIORITY_NONE
+from gearman.constants import (DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE,
+                               PRIORITY_NONE)
+from gearman.job import GearmanJobRequest
+from gearman.request_checks import (MAX_HANDLE_LENGTH, as_request_list,
+                                    check_handle, resolve_timeout)
+from gearman.shapes import HostItem, JobDict, JobStatus, Name, Payload, When
 from gearman.util import Deadline, to_bytes, to_text
+
+if TYPE_CHECKING:
+    from gearman.seams import ClientOwner
 
 __all__ = ["GearmanClient", "MAX_HANDLE_LENGTH", "resolve_timeout"]
 
 
-class GearmanClient(ClientRules, GearmanConnectionManager):
+class GearmanClient(ClientRules[GearmanConnection], GearmanConnectionManager):
     """Submits jobs to gearmand servers and collects their results.
 
     :param host_list: servers, as ``'host:port'``, ``('host', port)``, ``'[::1]:4730'``
         or a TLS dict (see docs/hosts).  A job goes to the server picked by a stable
         hash of its unique id and fails over to the others in a fixed order.
+    :param random_unique_bytes: random bytes in a generated unique id (1 to 31: the
+        id is their hex, and gearmand keeps 63 bytes of it).
     """
 
     command_handler_class = GearmanClientCommandHandler
 
-    def __init__(self, host_list: Any = None, random_unique_bytes: int = 16,
-                 **options: Any) -> None:
-        super().__init__(host_list, random_unique_bytes, **options)
-        self._updated: List[Any] = []
+    def __init__(self, host_list: Optional[Iterable[HostItem]] = None,
+                 random_unique_bytes: int = 16, *,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, keepalive: bool = False,
+                 max_packet_size: int = DEFAULT_MAX_PACKET_SIZE, trace: bool = False) -> None:
+        super().__init__(host_list, random_unique_bytes, connect_timeout=connect_timeout,
+                         keepalive=keepalive, max_packet_size=max_packet_size, trace=trace)
+        self._updated: List[GearmanJobRequest] = []
+        self._retries: List[GearmanJobRequest] = []
         self._queries_done: List[StatusQuery] = []
 
-    # -- reported by handlers --------------------------------------------------------
-    def note_updated(self, request: Any) -> None:
+    # -- reported by handlers (see gearman.seams.ClientOwner) ---------------------------
+    def note_updated(self, request: GearmanJobRequest) -> None:
         self._updated.append(request)
 
     def note_status(self, query: StatusQuery) -> None:
         self._queries_done.append(query)
 
+    def _retry_due(self, request: GearmanJobRequest) -> None:
+        """Sent by whichever call polls next (submit, wait or status)."""
+        self._retries.append(request)
+
     # -- submitting ----------------------------------------------------------------------
-    def submit_job(self, task: Any, data: Any, unique: Any = None,
+    def submit_job(self, task: Name, data: Payload, unique: Optional[Name] = None,
                    priority: Optional[str] = PRIORITY_NONE, background: bool = False,
                    wait_until_complete: bool = True, max_retries: int = 0,
                    poll_timeout: Optional[float] = None, *, timeout: Optional[float] = None,
-                   when: Any = None, reducer: Any = None) -> Any:
+                   when: When = None, reducer: Optional[Name] = None) -> GearmanJobRequest:
         """Submit one job and, by default, wait for its result.
 
         :param task: function name a worker registered (``str`` or ``bytes``).
@@ -57,8 +79,9 @@ class GearmanClient(ClientRules, GearmanConnectionManager):
             non-blocking pass.  ``timeout`` is the README's name for the same thing.
         :param when: run a background job no earlier than this Unix time or
             ``datetime`` (SUBMIT_JOB_EPOCH; gearmand 1.1 starts it only when other
-            activity wakes its queue, see docs/client).
-        :param reducer: submit a map/reduce job (SUBMIT_REDUCE_JOB) naming the reducer.
+            activity wakes its queue, see docs/client).  Not with ``reducer``.
+        :param reducer: submit a map/reduce job (SUBMIT_REDUCE_JOB) naming the reducer;
+            that packet has no priority, so ``priority`` must stay unset.
         :returns: the :class:`~gearman.job.GearmanJobRequest`.
         :raises TypeError, ValueError: bad arguments, before anything is sent.
         """
@@ -70,34 +93,35 @@ class GearmanClient(ClientRules, GearmanConnectionManager):
                                              poll_timeout=poll_timeout, timeout=timeout)
         return requests[0]
 
-    def submit_multiple_jobs(self, jobs_to_submit: Sequence[Dict[str, Any]],
+    def submit_multiple_jobs(self, jobs_to_submit: Sequence[JobDict],
                              background: bool = False, wait_until_complete: bool = True,
                              max_retries: int = 0, poll_timeout: Optional[float] = None, *,
-                             timeout: Optional[float] = None) -> List[Any]:
+                             timeout: Optional[float] = None) -> List[GearmanJobRequest]:
         """Submit a list of job dicts (``task``, ``data``, optional ``unique``,
         ``priority``) and return their requests in order."""
         poll_timeout = resolve_timeout(poll_timeout, timeout)
-        requests = self._requests_from_jobs(jobs_to_submit, background, max_retries)
+        requests = self._make_requests(jobs_to_submit, background, max_retries)
         return self.submit_multiple_requests(requests, wait_until_complete=wait_until_complete,
                                              poll_timeout=poll_timeout)
 
-    def submit_multiple_requests(self, job_requests: Sequence[Any],
+    def submit_multiple_requests(self, job_requests: Sequence[GearmanJobRequest],
                                  wait_until_complete: bool = True,
                                  poll_timeout: Optional[float] = None, *,
-                                 timeout: Optional[float] = None) -> List[Any]:
+                                 timeout: Optional[float] = None) -> List[GearmanJobRequest]:
         """(Re)submit requests.  One already accepted on a live connection is only
         waited for; one never accepted, or whose connection failed, is sent again
         with the same unique id."""
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
-        requests = self._as_request_list(job_requests)
+        requests = as_request_list(job_requests)
         # First one non-blocking pass: a connection the server closed (say, it was
         # restarted a moment ago) is noticed now, not after a request was written into
         # it and lost.  It costs one epoll_wait per call; reliability wins over the
         # sequential benchmark here (bench/results/optimisations.md).
         self.poll_connections_once(self.connection_list, 0)
         self._give_all_servers_a_try()
+        needs_sending = request_fate.needs_sending
         for request in requests:
-            if self._needs_sending(request):
+            if needs_sending(request):
                 self._begin_submission(request)
                 self.send_job_request(request)
         # Through the overridable 2.x methods, the timeout passed positionally, so an
@@ -107,9 +131,11 @@ class GearmanClient(ClientRules, GearmanConnectionManager):
             self.wait_until_jobs_completed(requests, deadline.remaining())
         return requests
 
-    def establish_request_connection(self, current_request: Any) -> Any:
+    def establish_request_connection(self, current_request: GearmanJobRequest
+                                     ) -> GearmanConnection:
         """The live connection ``current_request`` should use; connects if needed.
-        Servers that refuse are skipped (backed off), without using up a try."""
+        Servers that refuse are skipped (backed off), without using up a try.  A
+        retry starts at the server after the one that dropped the request."""
         connections = self.connection_list
         if len(connections) == 1 and connections[0].connected:
             return connections[0]
@@ -118,7 +144,7 @@ class GearmanClient(ClientRules, GearmanConnectionManager):
                 return connection
         raise self._no_server()
 
-    def send_job_request(self, current_request: Any) -> None:
+    def send_job_request(self, current_request: GearmanJobRequest) -> None:
         """Send one request on the server it belongs to; mark it failed if none is up."""
         try:
             connection = self.establish_request_connection(current_request)
@@ -127,24 +153,33 @@ class GearmanClient(ClientRules, GearmanConnectionManager):
             return
         self._send_on(connection, current_request)
 
-    def _retry(self, request: Any) -> bool:
-        """Send a request whose connection failed again, if it has tries left."""
-        if not self._prepare_retry(request):
-            return False
-        self.send_job_request(request)
-        return not request.connection_failed
+    def _send_retries(self) -> None:
+        """Send again the requests whose connection failed while they had tries left."""
+        retries, self._retries = self._retries, []
+        for request in retries:
+            if self._prepare_retry(request):  # not resubmitted by the caller meanwhile
+                self.send_job_request(request)
+
+    def shutdown(self) -> None:
+        """Close every connection; requests waiting on them fail (no retry now)."""
+        super().shutdown()
+        retries, self._retries = self._retries, []
+        for request in retries:
+            request_fate.close(request)
 
     # -- waiting ---------------------------------------------------------------------------
-    def _wait(self, requests: Iterable[Any], done: Callable[[Any], bool],
+    def _wait(self, requests: List[GearmanJobRequest], done: Callable[[GearmanJobRequest], bool],
               deadline: Deadline) -> None:
         # The requests waited for carry this wait's token: no set of 100,000
         # requests (4 MiB) beside them, and updates for others are skipped.
+        if self._retries:
+            self._send_retries()
         self._updated = []
         token = object()
         pending = 0
         for request in requests:
             request.timed_out = False
-            if not done(request) and getattr(request, "_wait_token", None) is not token:
+            if not done(request) and request._wait_token is not token:
                 request._wait_token = token
                 pending += 1
         if not pending:
@@ -152,15 +187,13 @@ class GearmanClient(ClientRules, GearmanConnectionManager):
 
         def keep_polling(any_activity: bool) -> bool:
             nonlocal pending
+            if self._retries:
+                self._send_retries()
             updated = self._updated
             if updated:
                 self._updated = []
                 for request in updated:
-                    if getattr(request, "_wait_token", None) is not token:
-                        continue
-                    if request.connection_failed and self._retry(request):
-                        continue
-                    if done(request):
+                    if request._wait_token is token and done(request):
                         request._wait_token = None
                         pending -= 1
             return pending > 0
@@ -175,29 +208,43 @@ class GearmanClient(ClientRules, GearmanConnectionManager):
             self._queries_done = []  # late status answers; they would pin their requests
             if pending:
                 for request in requests:
-                    if getattr(request, "_wait_token", None) is token:
+                    if request._wait_token is token:
                         request._wait_token = None
                         request.timed_out = completed  # not after an exception
 
-    def wait_until_jobs_accepted(self, job_requests: Sequence[Any],
+    def wait_until_jobs_accepted(self, job_requests: Sequence[GearmanJobRequest],
                                  poll_timeout: Optional[float] = None, *,
-                                 timeout: Optional[float] = None) -> List[Any]:
+                                 timeout: Optional[float] = None) -> List[GearmanJobRequest]:
         """Wait until the server has answered every submission (JOB_CREATED or ERROR)."""
-        requests = self._as_request_list(job_requests)
-        self._wait(requests, accepted, Deadline(resolve_timeout(poll_timeout, timeout)))
+        requests = as_request_list(job_requests)
+        self._wait(requests, request_fate.is_answered,
+                   Deadline(resolve_timeout(poll_timeout, timeout)))
         return requests
 
-    def wait_until_jobs_completed(self, job_requests: Sequence[Any],
+    def wait_until_jobs_completed(self, job_requests: Sequence[GearmanJobRequest],
                                   poll_timeout: Optional[float] = None, *,
-                                  timeout: Optional[float] = None) -> List[Any]:
+                                  timeout: Optional[float] = None) -> List[GearmanJobRequest]:
         """Wait until every request is complete, failed, or lost with its connection."""
-        requests = self._as_request_list(job_requests)
-        self._wait(requests, finished, Deadline(resolve_timeout(poll_timeout, timeout)))
+        requests = as_request_list(job_requests)
+        self._wait(requests, request_fate.is_finished,
+                   Deadline(resolve_timeout(poll_timeout, timeout)))
         return requests
 
     # -- status ------------------------------------------------------------------------------
-    def get_job_status(self, current_request: Any, poll_timeout: Optional[float] = None, *,
-                       timeout: Optional[float] = None, server: Any = None) -> Any:
+    @overload
+    def get_job_status(self, current_request: GearmanJobRequest,
+                       poll_timeout: Optional[float] = None, *, timeout: Optional[float] = None,
+                       server: Optional[HostItem] = None) -> GearmanJobRequest: ...
+
+    @overload
+    def get_job_status(self, current_request: Union[str, bytes],
+                       poll_timeout: Optional[float] = None, *, timeout: Optional[float] = None,
+                       server: Optional[HostItem] = None) -> JobStatus: ...
+
+    def get_job_status(self, current_request: Union[GearmanJobRequest, str, bytes],
+                       poll_timeout: Optional[float] = None, *, timeout: Optional[float] = None,
+                       server: Optional[HostItem] = None
+                       ) -> Union[GearmanJobRequest, JobStatus]:
         """GET_STATUS for a request (fills ``request.status``, returns the request) or
         for a job handle alone (give ``server`` when there are several; returns the
         status dict)."""
@@ -206,69 +253,71 @@ class GearmanClient(ClientRules, GearmanConnectionManager):
                                                  poll_timeout=poll_timeout, timeout=timeout)
         return self.get_job_statuses([current_request], poll_timeout, timeout=timeout)[0]
 
-    def get_job_statuses(self, job_requests: Sequence[Any], poll_timeout: Optional[float] = None,
-                         *, timeout: Optional[float] = None) -> List[Any]:
+    def get_job_statuses(self, job_requests: Sequence[GearmanJobRequest],
+                         poll_timeout: Optional[float] = None, *,
+                         timeout: Optional[float] = None) -> List[GearmanJobRequest]:
         """GET_STATUS for each request, on the connection that accepted it."""
-        requests = self._as_request_list(job_requests)
+        requests = as_request_list(job_requests)
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
+        self._check_submitted(requests)
+        self.poll_connections_once(self.connection_list, 0)  # notice closed connections
         queries = self._send_status_queries(requests)
         for query in self._wait_queries(queries, deadline):
             query.request.timed_out = True
         return requests
 
-    def _query(self, connection: Any, query: StatusQuery, send: str,
-               deadline: Deadline) -> Optional[Dict[str, Any]]:
-        if connection is None:
-            raise errors.ServerUnavailable("GearmanClient has no servers in its host_list")
+    def _query(self, connection: Optional[GearmanConnection], query: StatusQuery, send: str,
+               deadline: Deadline) -> Dict[str, Any]:
+        connection = self._query_target(connection)
         if connection.connected:  # notice a close by a restarted server before sending
             self.poll_connections_once([connection], 0)
         if not connection.connected and not self.establish_connection(connection):
             raise self._server_down(connection)
         getattr(self.server_pool.handler_for(connection), send)(query)
-        if self._wait_queries([query], deadline):
-            raise self._no_answer(connection, send)
-        return self._query_result(connection, query)
+        unanswered = bool(self._wait_queries([query], deadline))
+        return self._query_result(connection, query, send, unanswered)
 
-    def get_job_status_by_handle(self, handle: Any, server: Any = None,
+    def get_job_status_by_handle(self, handle: Name, server: Optional[HostItem] = None,
                                  poll_timeout: Optional[float] = None, *,
-                                 timeout: Optional[float] = None) -> Dict[str, Any]:
+                                 timeout: Optional[float] = None) -> JobStatus:
         """Status of any job by its handle on ``server``: a dict with ``handle``,
         ``known``, ``running``, ``numerator``, ``denominator``, ``time_received``."""
-        query = self._handle_query(handle)
+        raw = check_handle(handle)
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
         connection = self._server_connection(server)
-        result = self._query(connection, query, "send_get_status", deadline)
-        assert result is not None
-        return result
+        return cast(JobStatus, self._query(connection, StatusQuery(raw), "send_get_status",
+                                           deadline))
 
-    def get_job_status_by_unique(self, unique: Any, server: Any = None,
+    def get_job_status_by_unique(self, unique: Name, server: Optional[HostItem] = None,
                                  poll_timeout: Optional[float] = None, *,
-                                 timeout: Optional[float] = None) -> Dict[str, Any]:
+                                 timeout: Optional[float] = None) -> JobStatus:
         """GET_STATUS_UNIQUE: status of a job by unique id, on the server that unique
         hashes to (or ``server``).  Adds ``waiting_clients`` to the status keys."""
-        query = self._unique_query(unique)
+        raw = self._unique_key(unique)
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
-        connection = self._server_connection(server, to_text(query.key))
-        result = self._query(connection, query, "send_get_status_unique", deadline)
-        assert result is not None
-        return result
+        connection = self._server_connection(server, to_text(raw))
+        return cast(JobStatus, self._query(connection, StatusQuery(raw),
+                                           "send_get_status_unique", deadline))
 
-    def echo(self, data: Any = b"ping", server: Any = None,
+    def echo(self, data: Name = b"ping", server: Optional[HostItem] = None,
              poll_timeout: Optional[float] = 5.0, *, timeout: Optional[float] = None) -> bytes:
         """ECHO_REQ round trip; returns what the server echoed."""
         deadline = Deadline(resolve_timeout(poll_timeout if timeout is None else None, timeout))
         connection = self._server_connection(server)
         result = self._query(connection, StatusQuery(to_bytes(data, "data")), "send_echo",
                              deadline)
-        assert result is not None
         return bytes(result["data"])
 
     def _wait_queries(self, queries: List[StatusQuery], deadline: Deadline) -> List[StatusQuery]:
         """Poll until every query is answered; returns those that were not."""
+        if self._retries:
+            self._send_retries()
         self._queries_done = []
         waiting = {query for query in queries if not query.done}
 
         def keep_polling(any_activity: bool) -> bool:
+            if self._retries:  # a job lost meanwhile keeps its retries (API.md, "Hosts")
+                self._send_retries()
             if self._queries_done:
                 waiting.difference_update(self._queries_done)
                 self._queries_done = []
@@ -279,6 +328,12 @@ class GearmanClient(ClientRules, GearmanConnectionManager):
                                                 deadline.remaining())
             keep_polling(False)
         # Jobs that finished meanwhile were noted for a _wait() that is not running:
-        # drop the notes, or they would keep those requests alive.
+        # drop the notes, or they would keep those requests alive (a retry does not
+        # depend on them: it is queued when the loss is noted).
         self._updated = []
         return list(waiting)
+
+
+if TYPE_CHECKING:
+    def _seam_check(client: GearmanClient) -> ClientOwner:
+        return client  # mypy checks that the client is what its handlers may ask of it

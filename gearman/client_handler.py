@@ -12,10 +12,12 @@ import logging
 import time
 from typing import Any, Deque, Dict, Optional, Tuple
 
+from gearman import request_fate
 from gearman.command_handler import GearmanCommandHandler
-from gearman.constants import JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_PENDING, JOB_UNKNOWN
+from gearman.constants import JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_PENDING
 from gearman.errors import InvalidClientState
 from gearman.protocol import SUBMIT_COMMANDS, Command, submit_command
+from gearman.seams import ClientOwner, Connection
 from gearman.util import handle_text, to_bytes
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,9 @@ def _kind(item: Any) -> int:
 class GearmanClientCommandHandler(GearmanCommandHandler):
     """Submits requests on one connection and routes the server's answers to them."""
 
-    def __init__(self, connection_manager: Any, connection: Any) -> None:
+    connection_manager: ClientOwner
+
+    def __init__(self, connection_manager: ClientOwner, connection: Connection) -> None:
         super().__init__(connection_manager, connection)
         #: what each outstanding command waits for, oldest first: a request (its
         #: JOB_CREATED), a StatusQuery (its kind says which answer) or an option
@@ -101,11 +105,9 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
         self._expected.clear()
         self._requests_by_handle.clear()
         self._rotation.clear()
-        note = self.connection_manager.note_updated
+        note_lost = self.connection_manager.note_lost
         for request in failed:
-            request.state = JOB_UNKNOWN
-            request.connection_failed = True
-            note(request)
+            note_lost(request)  # the owner asks the request fate: retry or failed
 
     @property
     def requests_in_flight(self) -> int:
@@ -198,8 +200,7 @@ class GearmanClientCommandHandler(GearmanCommandHandler):
         item = self._expected.popleft()
         kind = _kind(item)
         if kind == _SUBMIT:
-            item.state = JOB_FAILED
-            item.exception = self.server_error(error_code, error_text, "SUBMIT_JOB")
+            request_fate.refuse(item, self.server_error(error_code, error_text, "SUBMIT_JOB"))
             log.warning("%s refused job %s: %s", self.server, item.job.unique, item.exception)
             self.connection_manager.note_updated(item)
         elif kind == _OPTION:

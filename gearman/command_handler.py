@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Optional
 
 from gearman.errors import ProtocolError, ServerError, UnknownCommandError
 from gearman.protocol import Command, Packet, TextLine
+from gearman.seams import Connection, HandlerOwner
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,9 @@ class GearmanCommandHandler:
     #: Whether the server may answer with admin text lines (only the admin protocol does).
     accepts_text = False
 
-    def __init__(self, connection_manager: Any, connection: Any) -> None:
+    connection_manager: HandlerOwner
+
+    def __init__(self, connection_manager: HandlerOwner, connection: Connection) -> None:
         self.connection_manager = connection_manager
         self.connection = connection
         self.server = getattr(connection, "address", "?")

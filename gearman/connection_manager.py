@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import selectors
 import socket
-from typing import Any, Callable, Iterable, Optional, TypeVar
+from typing import Callable, Iterable, Optional, Type, TypeVar
 
 from gearman import errors
 from gearman.connection import GearmanConnection
+from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE
 from gearman.manager_core import REMOTE_FAULTS, ManagerCore
 from gearman.server_pool import ServerRecord
+from gearman.shapes import HostItem
 from gearman.util import Deadline
 
 log = logging.getLogger(__name__)
@@ -25,23 +27,27 @@ EVENT_READ, EVENT_WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 __all__ = ["GearmanConnectionManager", "REMOTE_FAULTS", "EVENT_READ", "EVENT_WRITE"]
 
 
-class GearmanConnectionManager(ManagerCore):
+class GearmanConnectionManager(ManagerCore[GearmanConnection]):
     """Base of client, worker and admin client: the servers (see
     :class:`~gearman.manager_core.ManagerCore`) and one ``selectors`` poll loop."""
 
-    connection_class: Any = GearmanConnection
+    connection_class: Type[GearmanConnection] = GearmanConnection
     #: selector class for the poll loop; set ``selectors.SelectSelector`` for green threads.
-    selector_class: Any = selectors.DefaultSelector
+    selector_class: Type[selectors.BaseSelector] = selectors.DefaultSelector
 
-    def __init__(self, host_list: Any = None, **options: Any) -> None:
-        super().__init__(host_list, **options)
+    def __init__(self, host_list: Optional[Iterable[HostItem]] = None, *,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, keepalive: bool = False,
+                 max_packet_size: int = DEFAULT_MAX_PACKET_SIZE, trace: bool = False) -> None:
+        super().__init__(host_list, connect_timeout=connect_timeout, keepalive=keepalive,
+                         max_packet_size=max_packet_size, trace=trace)
         self._selector = self.selector_class()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, EVENT_READ, None)
 
-    def establish_connection(self, connection: Any, timeout: Optional[float] = None) -> bool:
+    def establish_connection(self, connection: GearmanConnection,
+                             timeout: Optional[float] = None) -> bool:
         """Connect ``connection`` if needed and set up its handler.  Never raises
         for a server that is down: it returns False and backs off that server."""
         record = self.server_pool.record(connection)
@@ -89,7 +95,7 @@ class GearmanConnectionManager(ManagerCore):
         except OSError:
             pass
 
-    def poll_connections_once(self, connections: Iterable[Any],
+    def poll_connections_once(self, connections: Iterable[GearmanConnection],
                               timeout: Optional[float] = None) -> bool:
         """One select() pass over the live ``connections``.  True if anything was ready."""
         if self._closed:  # the selector is gone; say so instead of ValueError from epoll
@@ -156,7 +162,7 @@ class GearmanConnectionManager(ManagerCore):
         except OSError:
             pass
 
-    def poll_connections_until_stopped(self, connections: Iterable[Any],
+    def poll_connections_until_stopped(self, connections: Iterable[GearmanConnection],
                                        callback_fxn: Callable[[bool], bool],
                                        timeout: Optional[float] = None) -> bool:
         """Poll until ``callback_fxn(any_activity)`` returns False or ``timeout`` passes.
@@ -171,7 +177,8 @@ class GearmanConnectionManager(ManagerCore):
             if not callback_fxn(any_activity) or deadline.expired():
                 return any_activity
 
-    def flush_connections(self, connections: Iterable[Any], timeout: Optional[float]) -> None:
+    def flush_connections(self, connections: Iterable[GearmanConnection],
+                          timeout: Optional[float]) -> None:
         """Poll until everything queued on ``connections`` has been sent."""
         deadline = Deadline(timeout)
         pending = [c for c in connections if c.connected and c.wants_write]
@@ -204,7 +211,7 @@ class GearmanConnectionManager(ManagerCore):
     def __enter__(self: _Manager) -> _Manager:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __del__(self) -> None:

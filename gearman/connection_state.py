@@ -146,6 +146,10 @@ class ConnectionState:
         """Hand queued bytes to the transport (each driver says how)."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Close the transport and drop the queue (each driver says how)."""
+        raise NotImplementedError
+
     # -- receiving --------------------------------------------------------
     def received(self, data: Chunk) -> Iterator[Event]:
         """Feed bytes from the server; yield the complete events they finish.

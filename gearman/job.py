@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import collections
-from typing import Any, Deque, Dict, Optional
+from typing import Any, Deque, Dict, Optional, Union
 
-from gearman.constants import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_UNKNOWN,
-                               PRIORITY_NONE)
-
-_FOREGROUND_DONE = frozenset({JOB_COMPLETE, JOB_FAILED})
-_BACKGROUND_DONE = frozenset({JOB_CREATED, JOB_COMPLETE, JOB_FAILED})
+from gearman import request_fate
+from gearman.constants import JOB_UNKNOWN, PRIORITY_NONE
+from gearman.seams import Connection
+from gearman.shapes import JobAsDict, JobStatus, Payload
 
 
 class GearmanJob:
@@ -26,8 +25,8 @@ class GearmanJob:
     reducer: Optional[str] = None
     when: Optional[int] = None
 
-    def __init__(self, connection: Any, handle: Optional[str], task: str,
-                 unique: Optional[str], data: Any, reducer: Optional[str] = None,
+    def __init__(self, connection: Optional[Connection], handle: Optional[str], task: str,
+                 unique: Optional[str], data: Payload, reducer: Optional[str] = None,
                  when: Optional[int] = None) -> None:
         self.connection = connection
         self.handle = handle
@@ -39,7 +38,7 @@ class GearmanJob:
         if when is not None:
             self.when = when
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> JobAsDict:
         """python-gearman 2.x's dict form: task, job_handle, unique, data."""
         return {"task": self.task, "job_handle": self.handle, "unique": self.unique,
                 "data": self.data}
@@ -70,14 +69,14 @@ class GearmanJobRequest:
         self.priority = initial_priority
         self.background = background
         self.state = JOB_UNKNOWN
-        self.result: Any = None
+        self.result: Payload = None
         self._extras: Optional[Dict[str, Any]] = None
         self.timed_out = False
         self.connection_failed = False
         self.connection_attempts = 0
         self.max_connection_attempts = max_attempts
         #: the connection that answered JOB_CREATED for the current attempt
-        self.accepted_by: Any = None
+        self.accepted_by: Optional[Connection] = None
         #: the payload as sent (bytes), computed once when the request is made
         self.encoded_data: Optional[bytes] = None
         #: marks the request as waited for by the client's current wait
@@ -95,34 +94,34 @@ class GearmanJobRequest:
         return value
 
     @property
-    def data_updates(self) -> Deque[Any]:
+    def data_updates(self) -> Deque[Payload]:
         """WORK_DATA payloads, in arrival order."""
         return self._extra("data_updates", collections.deque)  # type: ignore[no-any-return]
 
     @property
-    def warning_updates(self) -> Deque[Any]:
+    def warning_updates(self) -> Deque[Payload]:
         """WORK_WARNING payloads, in arrival order."""
         return self._extra("warning_updates", collections.deque)  # type: ignore[no-any-return]
 
     @property
-    def status(self) -> Dict[str, Any]:
+    def status(self) -> JobStatus:
         """Last known status: handle, known, running, numerator, denominator, time_received."""
         return self._extra("status", dict)  # type: ignore[no-any-return]
 
     @status.setter
-    def status(self, value: Dict[str, Any]) -> None:
+    def status(self, value: JobStatus) -> None:
         if self._extras is None:
             self._extras = {}
         self._extras["status"] = value
 
     @property
-    def exception(self) -> Any:
+    def exception(self) -> Union[BaseException, str, None]:
         """Why the job failed: a ServerError, the WORK_EXCEPTION text, or an encoder's
         error; ``None`` otherwise."""
         return None if self._extras is None else self._extras.get("exception")
 
     @exception.setter
-    def exception(self, value: Any) -> None:
+    def exception(self, value: Union[BaseException, str, None]) -> None:
         if self._extras is None:
             self._extras = {}
         self._extras["exception"] = value
@@ -141,13 +140,14 @@ class GearmanJobRequest:
 
     @property
     def complete(self) -> bool:
-        done = _BACKGROUND_DONE if self.background else _FOREGROUND_DONE
-        return self.state in done
+        """Foreground: COMPLETE or FAILED; background: accepted (see request_fate)."""
+        return request_fate.is_complete(self)
 
     @property
     def finished(self) -> bool:
-        """Nothing more will happen without a new submission: complete or connection failed."""
-        return self.connection_failed or self.complete
+        """Nothing more will happen without a new submission: complete, lost, or never
+        sent (see request_fate)."""
+        return request_fate.is_finished(self)
 
     def reset(self) -> None:
         """Forget the last attempt, so the request can be submitted again: its state,

@@ -186,9 +186,9 @@ class Packet:
 def validate_args(command: Command, args: Tuple[bytes, ...]) -> None:
     """Raise if ``args`` cannot be framed as ``command``: wrong count, type or a NUL."""
     names = ARGS[command]
-    if len(args) != len(names):
-        raise ProtocolError(f"takes {len(names)} arguments {names}, got {len(args)}",
-                            command=command)
+    if len(args) != len(names):  # a local mistake (nothing came off the network): ValueError
+        raise ValueError(f"{Command(command).name} takes {len(names)} arguments {names}, "
+                         f"got {len(args)}")
     # Every packet sent passes here: a plain loop (3x faster than zip and unpacking).
     last = len(args) - 1
     for position, value in enumerate(args):

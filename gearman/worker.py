@@ -9,12 +9,15 @@ import collections
 import sys
 import threading
 import time
-from typing import Any, Callable, Deque, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Tuple
 
 from gearman import errors
+from gearman.connection import GearmanConnection
 from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import DEFAULT_WORKER_POLL_TIMEOUT
+from gearman.job import GearmanJob
 from gearman.protocol import Command
+from gearman.shapes import ExcInfo, Number, Payload
 from gearman.worker_handler import GearmanWorkerCommandHandler
 from gearman.worker_rules import (WorkerRules, exception_fields, exception_text, status_fields,
                                   takes_worker_argument)
@@ -25,7 +28,7 @@ __all__ = ["GearmanWorker", "UPDATE_SEND_TIMEOUT", "takes_worker_argument"]
 UPDATE_SEND_TIMEOUT = 30.0
 
 
-class GearmanWorker(WorkerRules, GearmanConnectionManager):
+class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
     """Registers functions with gearmand servers and runs the jobs they hand out."""
 
     command_handler_class = GearmanWorkerCommandHandler
@@ -94,7 +97,7 @@ class GearmanWorker(WorkerRules, GearmanConnectionManager):
             self._working = False
             self._finish_and_close()
 
-    def establish_worker_connections(self) -> List[Any]:
+    def establish_worker_connections(self) -> List[GearmanConnection]:
         """Connect every server that is down and due for another try."""
         for connection in self.connection_list:
             if not connection.connected and self.connection_is_due(connection):
@@ -132,7 +135,7 @@ class GearmanWorker(WorkerRules, GearmanConnectionManager):
         """Called after every job; return False to end :meth:`work`."""
         return True
 
-    def on_job_execute(self, current_job: Any) -> bool:
+    def on_job_execute(self, current_job: GearmanJob) -> bool:
         """Run the job's callback and route its outcome to the two hooks below."""
         try:
             callback, arguments = self._callback_call(current_job)
@@ -141,14 +144,14 @@ class GearmanWorker(WorkerRules, GearmanConnectionManager):
             return self.on_job_exception(current_job, sys.exc_info())
         return self.on_job_complete(current_job, job_result)
 
-    def on_job_exception(self, current_job: Any, exc_info: Any) -> bool:
+    def on_job_exception(self, current_job: GearmanJob, exc_info: ExcInfo) -> bool:
         """Log the traceback and fail the job with WORK_EXCEPTION alone."""
         self._log_job_exception(current_job, exc_info)
         if not self.job_finished(current_job):
             self.send_job_exception(current_job, exception_text(exc_info[1]))
         return True
 
-    def on_job_complete(self, current_job: Any, job_result: Any) -> bool:
+    def on_job_complete(self, current_job: GearmanJob, job_result: Payload) -> bool:
         """Send the callback's result as WORK_COMPLETE (encoded with data_encoder)."""
         if self.job_finished(current_job):
             return True  # the callback already sent the outcome itself
@@ -161,38 +164,39 @@ class GearmanWorker(WorkerRules, GearmanConnectionManager):
         return True
 
     # -- inside a callback ----------------------------------------------------------------
-    def send_job_data(self, current_job: Any, data: Any, poll_timeout: Optional[float] = None
-                      ) -> None:
+    def send_job_data(self, current_job: GearmanJob, data: Payload,
+                      poll_timeout: Optional[float] = None) -> None:
         """Partial result (WORK_DATA), sent before this returns."""
         self._send_update(current_job, Command.WORK_DATA, self.encode_payload(data), poll_timeout)
 
-    def send_job_warning(self, current_job: Any, data: Any,
+    def send_job_warning(self, current_job: GearmanJob, data: Payload,
                          poll_timeout: Optional[float] = None) -> None:
         """Warning (WORK_WARNING), sent before this returns."""
         self._send_update(current_job, Command.WORK_WARNING, self.encode_payload(data),
                           poll_timeout)
 
-    def send_job_status(self, current_job: Any, numerator: Any, denominator: Any,
+    def send_job_status(self, current_job: GearmanJob, numerator: Number, denominator: Number,
                         poll_timeout: Optional[float] = None) -> None:
         """Progress (WORK_STATUS) as two whole numbers, sent before this returns."""
         self._send_update(current_job, Command.WORK_STATUS, status_fields(numerator, denominator),
                           poll_timeout)
 
-    def send_job_complete(self, current_job: Any, data: Any,
+    def send_job_complete(self, current_job: GearmanJob, data: Payload,
                           poll_timeout: Optional[float] = None) -> None:
         """Success (WORK_COMPLETE); goes out with the next poll."""
         self._send_final(current_job, Command.WORK_COMPLETE, (self.encode_payload(data),))
 
-    def send_job_failure(self, current_job: Any, poll_timeout: Optional[float] = None) -> None:
+    def send_job_failure(self, current_job: GearmanJob,
+                         poll_timeout: Optional[float] = None) -> None:
         """Failure without details (WORK_FAIL)."""
         self._send_final(current_job, Command.WORK_FAIL, ())
 
-    def send_job_exception(self, current_job: Any, data: Any,
+    def send_job_exception(self, current_job: GearmanJob, data: Payload,
                            poll_timeout: Optional[float] = None) -> None:
         """Failure with a text (WORK_EXCEPTION alone: gearmand 1.1.9+ ends the job on it)."""
         self._send_final(current_job, Command.WORK_EXCEPTION, exception_fields(data))
 
-    def job_finished(self, current_job: Any) -> bool:
+    def job_finished(self, current_job: GearmanJob) -> bool:
         """True once a WORK_COMPLETE, WORK_FAIL or WORK_EXCEPTION was sent for the job."""
         return current_job is self._finished_job
 
@@ -226,17 +230,17 @@ class GearmanWorker(WorkerRules, GearmanConnectionManager):
         self._send(current_job, command, fields)
 
     # -- called by handlers ---------------------------------------------------------------
-    def note_may_have_work(self, handler: Any) -> None:
+    def note_may_have_work(self, handler: GearmanWorkerCommandHandler) -> None:
         """A server may have work for us (connected, NOOP, NO_JOB elsewhere): grab."""
         self._grab_where_possible()
 
-    def on_job_assigned(self, handler: Any, handle: str, task: str, unique: Optional[str],
-                        reducer: Optional[str], data: bytes) -> None:
+    def on_job_assigned(self, handler: GearmanWorkerCommandHandler, handle: str, task: str,
+                        unique: Optional[str], reducer: Optional[str], data: bytes) -> None:
         job = self._assigned_job(handler, handle, task, unique, reducer, data)
         if job is not None:
             self._jobs.append((handler, job))
 
-    def on_connection_lost(self, handler: Any) -> None:
+    def on_connection_lost(self, handler: GearmanWorkerCommandHandler) -> None:
         if self._forget_jobs(handler):
             self.log.warning("jobs assigned by %s dropped with its connection; gearmand "
                              "re-queues them", handler.server)
@@ -348,3 +352,9 @@ class GearmanWorker(WorkerRules, GearmanConnectionManager):
             self._send_final(job, Command.WORK_FAIL, ())
         self._finished_job = None  # do not keep the job alive until the next one
 
+
+if TYPE_CHECKING:
+    from gearman.seams import WorkerOwner
+
+    def _seam_check(worker: GearmanWorker) -> WorkerOwner:
+        return worker  # mypy checks that the worker is what its handlers may ask of it

@@ -8,6 +8,7 @@ from typing import Any, Dict, Optional
 
 from gearman.command_handler import GearmanCommandHandler
 from gearman.protocol import Command
+from gearman.seams import Connection, WorkerOwner
 from gearman.util import handle_text, to_text
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,9 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
     #: JOB_ASSIGN_ALL for map/reduce jobs (reducer set), so nothing is hidden.
     grab_command = Command.GRAB_JOB_ALL
 
-    def __init__(self, connection_manager: Any, connection: Any) -> None:
+    connection_manager: WorkerOwner
+
+    def __init__(self, connection_manager: WorkerOwner, connection: Connection) -> None:
         super().__init__(connection_manager, connection)
         #: the server may have a job for us (true at start and after NOOP)
         self.may_have_work = True

@@ -12,9 +12,12 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from gearman import errors
-from gearman.manager_core import ManagerCore
+from gearman.manager_core import C, ManagerCore
+from gearman.job import GearmanJob
 from gearman.protocol import Command
+from gearman.shapes import Name, Payload
 from gearman.util import Backoff, check_name, to_bytes, to_text
+from gearman.worker_handler import GearmanWorkerCommandHandler
 
 
 def takes_worker_argument(callback: Callable[..., Any]) -> bool:
@@ -55,7 +58,7 @@ def exception_fields(data: Any) -> Tuple[bytes]:
     return (to_bytes(text, "data"),)
 
 
-def exception_text(exc: BaseException) -> str:
+def exception_text(exc: Optional[BaseException]) -> str:
     """What a failed callback's client sees in ``request.exception``."""
     return f"{type(exc).__name__}: {exc}"
 
@@ -64,7 +67,7 @@ def job_server(job: Any) -> str:
     return getattr(job.connection, "address", "?")
 
 
-class WorkerRules(ManagerCore):
+class WorkerRules(ManagerCore[C]):
     """Task registrations, the client id and job building shared by both workers.
     Each driver says how a registration reaches the servers (:meth:`_broadcast`)."""
 
@@ -83,7 +86,7 @@ class WorkerRules(ManagerCore):
         raise NotImplementedError
 
     # -- configuration ------------------------------------------------------------------
-    def set_client_id(self, client_id: Any) -> None:
+    def set_client_id(self, client_id: Name) -> None:
         """Name this worker in gearmand's ``workers`` list (no whitespace, 127 bytes at most)."""
         raw = check_name(client_id, "client_id")
         if any(ch in raw for ch in b" \t\r\n"):
@@ -94,8 +97,8 @@ class WorkerRules(ManagerCore):
         self.worker_client_id = to_text(raw)
         self._broadcast("send_client_id", raw)
 
-    def register_task(self, task: Any, callback_function: Callable[..., Any],
-                      timeout: Optional[float] = None) -> Any:
+    def register_task(self, task: Name, callback_function: Callable[..., Payload],
+                      timeout: Optional[float] = None) -> Name:
         """Register ``callback_function`` for ``task``.
 
         The callback is called as ``callback(job)`` or ``callback(worker, job)``
@@ -116,7 +119,7 @@ class WorkerRules(ManagerCore):
         self._broadcast("send_ability", name, timeout)
         return task
 
-    def unregister_task(self, task: Any) -> Any:
+    def unregister_task(self, task: Name) -> Name:
         """Stop taking ``task`` (CANT_DO for that task alone)."""
         name = to_text(check_name(task, "task"))
         self.worker_abilities.pop(name, None)
@@ -125,14 +128,14 @@ class WorkerRules(ManagerCore):
         self._broadcast("send_cant_do", name)
         return task
 
-    def handler_initial_state(self) -> Dict[str, Any]:
+    def handler_initial_state(self) -> Dict[str, object]:
         client_id = self.worker_client_id
         return {"abilities": dict(self._timeouts),
                 "client_id": client_id.encode("utf-8", "surrogateescape") if client_id else None}
 
     # -- jobs -----------------------------------------------------------------------------
-    def create_job(self, command_handler: Any, job_handle: str, task: str,
-                   unique: Optional[str], data: Any) -> Any:
+    def create_job(self, command_handler: GearmanWorkerCommandHandler, job_handle: str,
+                   task: str, unique: Optional[str], data: Payload) -> GearmanJob:
         """Build the job object handed to callbacks (2.x hook); ``data`` is already
         decoded by :attr:`data_encoder`, as in 2.x."""
         return self.job_class(command_handler.connection, job_handle, task, unique, data)

@@ -16,6 +16,8 @@ import pytest
 import gearman
 from gearman import errors
 from gearman.client import GearmanClient, resolve_timeout
+from gearman import request_fate
+from gearman.request_checks import check_when
 from gearman.client_handler import GearmanClientCommandHandler, StatusQuery, parse_number
 from gearman.connection import GearmanConnection
 from gearman.constants import (
@@ -57,12 +59,18 @@ class FakeClient:
     def __init__(self) -> None:
         self.updated: List[Any] = []
         self.statuses: List[StatusQuery] = []
+        self.outcomes: List[str] = []
 
     def note_updated(self, request: Any) -> None:
         self.updated.append(request)
 
     def note_status(self, query: StatusQuery) -> None:
         self.statuses.append(query)
+
+    def note_lost(self, request: Any) -> None:
+        """As GearmanClient does: the request fate decides (no retries sent here)."""
+        self.outcomes.append(request_fate.lose(request))
+        self.updated.append(request)
 
     def encode_payload(self, data: Any) -> bytes:
         return to_wire_bytes(self.data_encoder.encode(data))
@@ -408,6 +416,7 @@ def test_connection_loss_fails_everything_outstanding(handler: GearmanClientComm
                                                       client: FakeClient) -> None:
     created, pending = make_request(unique="a"), make_request(unique="b")
     submit(handler, created, pending)
+    created.connection_attempts = pending.connection_attempts = 1  # their only try
     handler.dispatch(res(Command.JOB_CREATED, b"H:x:1"))
     status, echo = StatusQuery(b"H:x:1", created), StatusQuery(b"hi")
     handler.send_get_status(status)
@@ -418,6 +427,7 @@ def test_connection_loss_fails_everything_outstanding(handler: GearmanClientComm
         assert request.connection_failed and request.state == JOB_UNKNOWN
         assert not request.complete and request.finished
     assert set(client.updated) == {created, pending}
+    assert client.outcomes == [request_fate.FAILED, request_fate.FAILED]
     assert status.done and status.result is None
     assert echo.done and echo.result is None
     assert client.statuses == [status, echo]
@@ -559,11 +569,11 @@ def test_server_order_is_a_stable_crc32_of_the_unique(offline_client: Any) -> No
     a, b = offline_client.connection_list
     for unique in ("job-1", "job-2", "job-3", "caf\u00e9"):
         first = zlib.crc32(unique.encode("utf-8")) % 2
-        order = offline_client._connection_order(unique)
+        order = offline_client.server_pool.failover_order(unique)
         assert order == ([a, b] if first == 0 else [b, a])
         other = RecordingClient(["127.0.0.1:4730", "127.0.0.1:4731"])
         try:
-            assert [c.address for c in other._connection_order(unique)] == [
+            assert [c.address for c in other.server_pool.failover_order(unique)] == [
                 c.address for c in order]
         finally:
             other.close()
@@ -571,17 +581,17 @@ def test_server_order_is_a_stable_crc32_of_the_unique(offline_client: Any) -> No
 
 def test_when_accepts_datetimes_and_unix_times(offline_client: Any) -> None:
     moment = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
-    check = offline_client._check_when
+    check = check_when
     assert check(moment, True, PRIORITY_NONE) == int(moment.timestamp())
     assert check(1893456000.7, True, PRIORITY_NONE) == 1893456000
     assert check(None, False, PRIORITY_HIGH) is None
 
 
 def test_random_uniques_are_distinct_and_sized(offline_client: Any) -> None:
-    uniques = {offline_client._check_unique(None) for _ in range(1000)}
+    uniques = {offline_client._maker.unique(None) for _ in range(1000)}
     assert len(uniques) == 1000
     assert all(len(u) == 32 for u in uniques)
-    assert offline_client._check_unique(b"\xff\xfe") == "\udcff\udcfe"
+    assert offline_client._maker.unique(b"\xff\xfe") == "\udcff\udcfe"
 
 
 def test_request_repr_and_2x_names() -> None:

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from gearman import errors as gearman_errors
 from gearman.command_handler import GearmanCommandHandler
 from gearman.connection import GearmanConnection
 from gearman.connection_manager import GearmanConnectionManager
@@ -179,3 +180,44 @@ def test_a_dropped_connection_backs_off_by_role(role, due_at_once, caplog):
     assert any(expected in r.getMessage() for r in caplog.records), caplog.text
     manager.close()
     theirs.close()
+
+
+class BuggyHandler(RecordingHandler):
+    """A handler with a bug in its own code (not a fault of the server)."""
+
+    def recv_noop(self):
+        raise KeyError("a bug in recv_noop")
+
+
+def test_a_bug_in_a_handler_is_logged_at_error_with_its_traceback(caplog):
+    class BuggyManager(Manager):
+        command_handler_class = BuggyHandler
+
+    manager = BuggyManager(["fake:4730"])
+    connection = manager.connection_list[0]
+    assert manager.establish_connection(connection)
+    handler = manager.handler_for(connection)
+    connection.peer.sendall(pack(Packet(Command.NOOP, (), RES)))
+    with caplog.at_level("WARNING", logger="gearman"):
+        manager.poll_connections_once([connection], 2)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1, caplog.text
+    assert "internal error" in errors[0].getMessage() and "fake:4730" in errors[0].getMessage()
+    assert errors[0].exc_info is not None and errors[0].exc_info[0] is KeyError
+    # The connection is dropped (its bytes are out of step), but as a local fault: no
+    # ProtocolError names the server as the culprit.
+    assert not connection.connected and handler.io_errors == 1
+    why = manager.server_pool.last_failure(connection)
+    assert isinstance(why, gearman_errors.ConnectionError), why
+    assert not isinstance(why, gearman_errors.ProtocolError)
+    manager.close()
+    connection.peer.close()
+
+
+def test_a_remote_fault_is_a_warning_not_an_error(manager, caplog):
+    mgr, connection, handler = manager
+    connection.peer.sendall(b"\0RES\0\0\0\x07\0\0\0\x01x")  # SUBMIT_JOB from a server
+    with caplog.at_level("WARNING", logger="gearman"):
+        mgr.poll_connections_once([connection], 2)
+    assert not connection.connected and handler.io_errors == 1
+    assert [r.levelname for r in caplog.records] == ["WARNING"], caplog.text

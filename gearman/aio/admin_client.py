@@ -12,10 +12,11 @@ from typing import Any, Dict, List, Sequence, Tuple, Union
 from gearman import admin_commands as plans
 from gearman import errors
 from gearman.admin_client_handler import AdminQuery, GearmanAdminClientCommandHandler
+from gearman.aio.connection import AsyncConnection
 from gearman.aio.manager import AsyncConnectionManager
 
 
-class AsyncGearmanAdminClient(plans.AdminClientRules, AsyncConnectionManager):
+class AsyncGearmanAdminClient(plans.AdminClientRules[AsyncConnection], AsyncConnectionManager):
     """Admin commands for one or several gearmand servers, awaited.
 
     ``poll_timeout`` bounds each command (connect included); a server that does

@@ -10,20 +10,22 @@ a request wakes only the tasks waiting for that request.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Set
+from typing import Any, AsyncIterator, Dict, List, Optional, Sequence
 
-from gearman import errors
+from gearman import errors, request_fate
+from gearman.aio.connection import AsyncConnection
 from gearman.aio.manager import AsyncConnectionManager
 from gearman.aio.waits import RequestWait, Update, UpdateStream, WaitRegistry
 from gearman.client_handler import GearmanClientCommandHandler, StatusQuery
-from gearman.client_rules import ClientRules, accepted, finished, resolve_timeout
+from gearman.client_rules import ClientRules
 from gearman.constants import PRIORITY_NONE
+from gearman.request_checks import as_request_list, check_handle, resolve_timeout
 from gearman.util import Deadline, to_bytes, to_text
 
 __all__ = ["AsyncGearmanClient", "Update"]
 
 
-class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
+class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
     """Submits jobs to gearmand servers and awaits their results.
 
     Same constructor, options and methods as :class:`~gearman.client.GearmanClient`,
@@ -39,22 +41,15 @@ class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
         super().__init__(host_list, random_unique_bytes, **options)
         self._registry = WaitRegistry()
         self._answers: Dict[StatusQuery, asyncio.Future[None]] = {}
-        self._retrying: Set[Any] = set()
-        self._tasks: Set[asyncio.Future[Any]] = set()
+        #: requests lost with tries left, being sent again -> the task sending them
+        self._retrying: Dict[Any, asyncio.Future[Any]] = {}
 
     # -- reported by handlers --------------------------------------------------------
     def note_updated(self, request: Any) -> None:
         registry = self._registry
-        waits = registry.waits_for(request)
-        if waits:
-            if request.connection_failed and request not in self._retrying and \
-                    not self._closed and \
-                    request.connection_attempts < request.max_connection_attempts:
-                self._retry_soon(request)
-            else:
-                for wait in waits:
-                    if wait.done(request) and registry.remove(request, wait):
-                        wait.settled()
+        for wait in registry.waits_for(request):
+            if wait.done(request) and registry.remove(request, wait):
+                wait.settled()
         for stream in registry.streams_for(request):
             stream.changed(request)
 
@@ -64,22 +59,22 @@ class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
             answered.set_result(None)
 
     # -- retries ---------------------------------------------------------------------------
-    def _retry_soon(self, request: Any) -> None:
-        """A waited-for request lost its connection and has tries left: send it again
-        (in a task: connecting may take a while); its waits stay registered."""
-        self._retrying.add(request)
+    def _retry_due(self, request: Any) -> None:
+        """A request lost its connection with tries left (the request fate said so):
+        send it again now, in a task (connecting may take a while), whether or not
+        anyone waits for it; its waits stay registered meanwhile."""
+        if self._closed:
+            request_fate.close(request)  # no retry after close(): it has failed
+            return
+        if request in self._retrying:
+            return
         task = asyncio.ensure_future(self._retry(request))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._retrying[request] = task
+        task.add_done_callback(lambda _: self._retrying.pop(request, None))
 
     async def _retry(self, request: Any) -> None:
-        try:
-            if self._prepare_retry(request):
-                await self.send_job_request(request)
-        finally:
-            self._retrying.discard(request)
-        if request.connection_failed:  # no server took it: that ends it
-            self.note_updated(request)
+        if self._prepare_retry(request):
+            await self.send_job_request(request)
 
     # -- submitting ----------------------------------------------------------------------
     async def submit_job(self, task: Any, data: Any, unique: Any = None,
@@ -102,7 +97,7 @@ class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
                                    *, timeout: Optional[float] = None) -> List[Any]:
         """Submit a list of job dicts and return their requests in order."""
         poll_timeout = resolve_timeout(poll_timeout, timeout)
-        requests = self._requests_from_jobs(jobs_to_submit, background, max_retries)
+        requests = self._make_requests(jobs_to_submit, background, max_retries)
         return await self.submit_multiple_requests(
             requests, wait_until_complete=wait_until_complete, poll_timeout=poll_timeout)
 
@@ -113,12 +108,13 @@ class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
         """(Re)submit requests: one already accepted on a live connection is only
         awaited; one never accepted, or whose connection failed, is sent again."""
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
-        requests = self._as_request_list(job_requests)
+        requests = as_request_list(job_requests)
         self._check_open()
         await self._notice_closed_connections()
         self._give_all_servers_a_try()
+        needs_sending = request_fate.needs_sending
         for request in requests:
-            if self._needs_sending(request):
+            if needs_sending(request):
                 self._begin_submission(request)
                 await self.send_job_request(request)
         await self.wait_until_jobs_accepted(requests, deadline.remaining())
@@ -184,16 +180,18 @@ class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
                                        poll_timeout: Optional[float] = None, *,
                                        timeout: Optional[float] = None) -> List[Any]:
         """Await the server's answer to every submission (JOB_CREATED or ERROR)."""
-        requests = self._as_request_list(job_requests)
-        await self._wait(requests, accepted, resolve_timeout(poll_timeout, timeout))
+        requests = as_request_list(job_requests)
+        await self._wait(requests, request_fate.is_answered,
+                         resolve_timeout(poll_timeout, timeout))
         return requests
 
     async def wait_until_jobs_completed(self, job_requests: Sequence[Any],
                                         poll_timeout: Optional[float] = None, *,
                                         timeout: Optional[float] = None) -> List[Any]:
         """Await every request being complete, failed, or lost with its connection."""
-        requests = self._as_request_list(job_requests)
-        await self._wait(requests, finished, resolve_timeout(poll_timeout, timeout))
+        requests = as_request_list(job_requests)
+        await self._wait(requests, request_fate.is_finished,
+                         resolve_timeout(poll_timeout, timeout))
         return requests
 
     async def updates(self, request: Any) -> AsyncIterator[Update]:
@@ -211,7 +209,7 @@ class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
             while True:
                 while stream.items:
                     yield stream.items.popleft()
-                if finished(request) and request not in self._retrying:
+                if request_fate.is_finished(request):
                     return
                 stream.wakeup.clear()
                 await stream.wakeup.wait()
@@ -250,8 +248,10 @@ class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
                                poll_timeout: Optional[float] = None, *,
                                timeout: Optional[float] = None) -> List[Any]:
         """GET_STATUS for each request, on the connection that accepted it."""
-        requests = self._as_request_list(job_requests)
+        requests = as_request_list(job_requests)
         limit = resolve_timeout(poll_timeout, timeout)
+        self._check_submitted(requests)
+        await self._notice_closed_connections()
         queries = self._send_status_queries(requests)
         for query in await self._await_answers(queries, limit):
             query.request.timed_out = True
@@ -259,21 +259,20 @@ class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
 
     async def _query(self, connection: Any, query: StatusQuery, send: str,
                      timeout: Optional[float]) -> Dict[str, Any]:
-        if connection is None:
-            raise self._no_server()
+        connection = self._query_target(connection)
+        await self._notice_closed_connections()
         handler = await self.live_handler(connection)
         if handler is None:
             raise self._server_down(connection)
         getattr(handler, send)(query)
-        if await self._await_answers([query], timeout):
-            raise self._no_answer(connection, send)
-        return self._query_result(connection, query)
+        unanswered = bool(await self._await_answers([query], timeout))
+        return self._query_result(connection, query, send, unanswered)
 
     async def get_job_status_by_handle(self, handle: Any, server: Any = None,
                                        poll_timeout: Optional[float] = None, *,
                                        timeout: Optional[float] = None) -> Dict[str, Any]:
         """Status of any job by its handle on ``server``."""
-        query = self._handle_query(handle)
+        query = StatusQuery(check_handle(handle))
         limit = resolve_timeout(poll_timeout, timeout)
         return await self._query(self._server_connection(server), query, "send_get_status",
                                  limit)
@@ -282,7 +281,7 @@ class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
                                        poll_timeout: Optional[float] = None, *,
                                        timeout: Optional[float] = None) -> Dict[str, Any]:
         """GET_STATUS_UNIQUE on the server that unique hashes to (or ``server``)."""
-        query = self._unique_query(unique)
+        query = StatusQuery(self._unique_key(unique))
         limit = resolve_timeout(poll_timeout, timeout)
         connection = self._server_connection(server, to_text(query.key))
         return await self._query(connection, query, "send_get_status_unique", limit)
@@ -296,8 +295,9 @@ class AsyncGearmanClient(ClientRules, AsyncConnectionManager):
                                    StatusQuery(to_bytes(data, "data")), "send_echo", limit)
         return bytes(result["data"])
 
-    async def close(self) -> None:
-        """Close every connection for good; waiting tasks see their requests fail."""
-        for task in list(self._tasks):
+    def _on_close(self) -> None:
+        """close(): retries that were due fail, and so end their waits."""
+        for request, task in list(self._retrying.items()):
             task.cancel()
-        await super().close()
+            request_fate.close(request)  # the retry that was due will not happen
+            self.note_updated(request)

@@ -8,7 +8,7 @@ handlers and every rule about servers are the blocking driver's own.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, Iterable, Optional, TypeVar
+from typing import Any, Dict, Iterable, Optional, Type, TypeVar
 
 from gearman import errors
 from gearman.aio.connection import AsyncConnection
@@ -17,10 +17,10 @@ from gearman.manager_core import ManagerCore
 _Manager = TypeVar("_Manager", bound="AsyncConnectionManager")
 
 
-class AsyncConnectionManager(ManagerCore):
+class AsyncConnectionManager(ManagerCore[AsyncConnection]):
     """Base of the asyncio client, worker and admin client."""
 
-    connection_class: Any = AsyncConnection
+    connection_class: Type[AsyncConnection] = AsyncConnection
 
     def __init__(self, host_list: Any = None, **options: Any) -> None:
         super().__init__(host_list, **options)
@@ -85,9 +85,13 @@ class AsyncConnectionManager(ManagerCore):
         if self._closed:
             return
         self._closed = True
+        self._on_close()
         for attempt in list(self._connecting.values()):
             attempt.cancel()
         self._close_all()
+
+    def _on_close(self) -> None:
+        """What a role stops before its connections close."""
 
     async def __aenter__(self: _Manager) -> _Manager:
         return self

@@ -16,6 +16,7 @@ import sys
 from typing import Any, Dict, Optional, Set, Tuple
 
 from gearman import errors
+from gearman.aio.connection import AsyncConnection
 from gearman.aio.manager import AsyncConnectionManager
 from gearman.constants import DEFAULT_WORKER_POLL_TIMEOUT
 from gearman.protocol import Command
@@ -26,7 +27,7 @@ from gearman.worker_rules import (WorkerRules, exception_fields, exception_text,
 UPDATE_SEND_TIMEOUT = 30.0
 
 
-class AsyncGearmanWorker(WorkerRules, AsyncConnectionManager):
+class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
     """Registers functions with gearmand servers and runs their jobs, ``concurrency``
     at a time.  ``await worker.work()`` runs until :meth:`shutdown`."""
 
