@@ -43,6 +43,8 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
         self._answers: Dict[StatusQuery, asyncio.Future[None]] = {}
         #: requests lost with tries left, being sent again -> the task sending them
         self._retrying: Dict[Any, asyncio.Future[Any]] = {}
+        #: tasks waiting for the loop to deliver what is due (see _notice_closed_connections)
+        self._settle_waiters: List[asyncio.Future[None]] = []
 
     # -- reported by handlers --------------------------------------------------------
     def note_updated(self, request: Any) -> None:
@@ -117,21 +119,35 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
             if needs_sending(request):
                 self._begin_submission(request)
                 await self.send_job_request(request)
-        await self.wait_until_jobs_accepted(requests, deadline.remaining())
+        # Waiting for completion alone covers acceptance: a finished request was
+        # answered (JOB_CREATED or ERROR) or is lost.  One wait instead of two.
         if wait_until_complete:
             await self.wait_until_jobs_completed(requests, deadline.remaining())
+        else:
+            await self.wait_until_jobs_accepted(requests, deadline.remaining())
         return requests
 
     async def _notice_closed_connections(self) -> None:
         """Let the loop run the callbacks already due: a connection the server closed
         a moment ago (say, it was restarted) is noticed now, not after a request was
         written into it and lost (as the blocking client's first non-blocking poll).
-        A close takes up to three turns of the loop to reach connection_lost."""
-        for connection in self.connection_list:
-            if connection.connected:
-                for _ in range(3):
-                    await asyncio.sleep(0)
-                return
+        A close takes up to three turns of the loop to reach connection_lost.  All
+        the tasks that submit during those turns share one wait for them."""
+        if not any(connection.connected for connection in self.connection_list):
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._settle_waiters.append(waiter)
+        if len(self._settle_waiters) == 1:
+            asyncio.ensure_future(self._settle())
+        await waiter
+
+    async def _settle(self) -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        waiters, self._settle_waiters = self._settle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():  # (a cancelled caller's is done)
+                waiter.set_result(None)
 
     async def establish_request_connection(self, current_request: Any) -> Any:
         """The live connection ``current_request`` should use; connects if needed."""
@@ -164,13 +180,15 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
         if not wait.pending:
             return
         timed_out = False
+        timer = None
+        if timeout is not None:
+            timer = asyncio.get_running_loop().call_later(timeout, wait.expire)
         try:
-            if timeout is None:
-                await wait.future
-            else:
-                await asyncio.wait({wait.future}, timeout=timeout)
-                timed_out = not wait.future.done()
+            await wait.future
+            timed_out = wait.pending > 0
         finally:
+            if timer is not None:
+                timer.cancel()
             if wait.pending > 0:  # timed out, cancelled, or the client was closed
                 for request in requests:
                     if registry.remove(request, wait):

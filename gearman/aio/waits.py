@@ -27,6 +27,11 @@ class RequestWait:
         self.pending = 0
         self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
+    def expire(self) -> None:
+        """The wait's time is up: wake its task with what is pending."""
+        if not self.future.done():
+            self.future.set_result(None)
+
     def settled(self) -> None:
         """One registered request reached its state."""
         self.pending -= 1

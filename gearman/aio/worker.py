@@ -43,6 +43,8 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         self._tasks: Set[asyncio.Future[Any]] = set()
         #: jobs whose final answer (COMPLETE, FAIL, EXCEPTION) went out
         self._finished: Set[Any] = set()
+        #: servers whose last GRAB got a job: they get a GRAB per free slot
+        self._busy_servers: Set[Any] = set()
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._wakeup: Optional[asyncio.Event] = None
@@ -142,37 +144,43 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
             self._executor = None
 
     # -- grabbing ---------------------------------------------------------------------------
-    def _free_slots(self) -> int:
-        in_flight = sum(1 for handler in self.server_pool.live_handlers()
-                        if handler.grab_outstanding)
-        return self.concurrency - len(self._running) - in_flight
-
     def _grab_where_possible(self) -> None:
-        """One GRAB per free slot, to servers that may have work and have no GRAB
-        in flight (one at a time each: gearmand answers a GRAB with one job)."""
+        """One GRAB per free slot (running jobs plus GRABs in flight never exceed
+        ``concurrency``), to the servers that may have work.  A server that just
+        answered NO_JOB or woke us with a NOOP gets one GRAB (a probe); one that
+        handed out a job gets as many as there are free slots (pipelined: gearmand
+        answers each GRAB with one job, so it is one round trip for all of them)."""
         if self._stop_requested or not self._working:
             return
-        free = self._free_slots()
-        if free <= 0:
-            return
-        for handler in self.server_pool.live_handlers():
-            if handler.may_have_work and not handler.grab_outstanding:
+        handlers = self.server_pool.live_handlers()
+        free = self.concurrency - len(self._running)
+        for handler in handlers:
+            free -= handler.grabs_in_flight
+        for handler in handlers:
+            if free <= 0:
+                return
+            if not handler.may_have_work:
+                continue
+            wanted = free if handler in self._busy_servers else 1
+            wanted -= handler.grabs_in_flight
+            for _ in range(min(wanted, free)):
                 try:
                     handler.grab()
                 except errors.ConnectionError as exc:
                     self._drop(handler.connection, exc)
-                    continue
+                    break
                 free -= 1
-                if free <= 0:
-                    return
 
     # -- called by handlers ------------------------------------------------------------------
     def note_may_have_work(self, handler: Any) -> None:
         """A server may have work for us (connected, NOOP, NO_JOB): grab if a slot is free."""
+        if not handler.may_have_work:  # it answered NO_JOB: probe it with one GRAB next
+            self._busy_servers.discard(handler)
         self._grab_where_possible()
 
     def on_job_assigned(self, handler: Any, handle: str, task: str, unique: Optional[str],
                         reducer: Optional[str], data: bytes) -> None:
+        self._busy_servers.add(handler)
         job = self._assigned_job(handler, handle, task, unique, reducer, data)
         if job is None or not self._is_runnable(handler, job):
             self._grab_where_possible()
@@ -184,6 +192,7 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         self._grab_where_possible()  # the next slot's GRAB, while this job runs
 
     def on_connection_lost(self, handler: Any) -> None:
+        self._busy_servers.discard(handler)
         lost = [job for job, owner in self._running.items() if owner is handler]
         if lost:
             self.log.warning("%d running job(s) from %s lost their connection; gearmand "
