@@ -291,7 +291,8 @@ def run_client(lib: Any, args: argparse.Namespace) -> dict:
               "ok": done == args.jobs,
               "peak_rss_kib": rss, "rss_before_kib": rss_before}
     if not result["ok"]:
-        result["error"] = f"{done} of {args.jobs} jobs came back right"
+        result["error"] = (f"{done} of {args.jobs} jobs came back right "
+                           f"(at {args.jobs / elapsed:,.0f} jobs/s)")
     return result
 
 
