@@ -8,10 +8,10 @@ the argument checks live in :mod:`gearman.request_checks`; the server order in
 """
 from __future__ import annotations
 
-from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence,
+from typing import (TYPE_CHECKING, Callable, Iterable, List, Optional, Sequence,
                     Union, cast, overload)
 
-from gearman import errors, request_fate
+from gearman import client_queries, errors, request_fate
 from gearman.client_handler import GearmanClientCommandHandler, StatusQuery
 from gearman.client_rules import ClientRules
 from gearman.connection import GearmanConnection
@@ -136,9 +136,9 @@ class GearmanClient(ClientRules[GearmanConnection], GearmanConnectionManager):
         """The live connection ``current_request`` should use; connects if needed.
         Servers that refuse are skipped (backed off), without using up a try.  A
         retry starts at the server after the one that dropped the request."""
-        connections = self.connection_list
+        connections = self.server_pool.connections  # (once per job: not the property)
         if len(connections) == 1 and connections[0].connected:
-            return connections[0]
+            return connections[0]  # type: ignore[no-any-return]
         for connection in self._candidate_connections(current_request):
             if self.establish_connection(connection):
                 return connection
@@ -266,17 +266,6 @@ class GearmanClient(ClientRules[GearmanConnection], GearmanConnectionManager):
             query.request.timed_out = True
         return requests
 
-    def _query(self, connection: Optional[GearmanConnection], query: StatusQuery, send: str,
-               deadline: Deadline) -> Dict[str, Any]:
-        connection = self._query_target(connection)
-        if connection.connected:  # notice a close by a restarted server before sending
-            self.poll_connections_once([connection], 0)
-        if not connection.connected and not self.establish_connection(connection):
-            raise self._server_down(connection)
-        getattr(self.server_pool.handler_for(connection), send)(query)
-        unanswered = bool(self._wait_queries([query], deadline))
-        return self._query_result(connection, query, send, unanswered)
-
     def get_job_status_by_handle(self, handle: Name, server: Optional[HostItem] = None,
                                  poll_timeout: Optional[float] = None, *,
                                  timeout: Optional[float] = None) -> JobStatus:
@@ -284,9 +273,10 @@ class GearmanClient(ClientRules[GearmanConnection], GearmanConnectionManager):
         ``known``, ``running``, ``numerator``, ``denominator``, ``time_received``."""
         raw = check_handle(handle)
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
-        connection = self._server_connection(server)
-        return cast(JobStatus, self._query(connection, StatusQuery(raw), "send_get_status",
-                                           deadline))
+        connection = client_queries.server_for(self, server)
+        answer = client_queries.ask(self, connection, StatusQuery(raw), "send_get_status",
+                                    deadline)
+        return cast(JobStatus, answer)
 
     def get_job_status_by_unique(self, unique: Name, server: Optional[HostItem] = None,
                                  poll_timeout: Optional[float] = None, *,
@@ -295,18 +285,19 @@ class GearmanClient(ClientRules[GearmanConnection], GearmanConnectionManager):
         hashes to (or ``server``).  Adds ``waiting_clients`` to the status keys."""
         raw = self._unique_key(unique)
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
-        connection = self._server_connection(server, to_text(raw))
-        return cast(JobStatus, self._query(connection, StatusQuery(raw),
-                                           "send_get_status_unique", deadline))
+        connection = client_queries.server_for(self, server, to_text(raw))
+        answer = client_queries.ask(self, connection, StatusQuery(raw), "send_get_status_unique",
+                                    deadline)
+        return cast(JobStatus, answer)
 
     def echo(self, data: Name = b"ping", server: Optional[HostItem] = None,
              poll_timeout: Optional[float] = 5.0, *, timeout: Optional[float] = None) -> bytes:
         """ECHO_REQ round trip; returns what the server echoed."""
         deadline = Deadline(resolve_timeout(poll_timeout if timeout is None else None, timeout))
-        connection = self._server_connection(server)
-        result = self._query(connection, StatusQuery(to_bytes(data, "data")), "send_echo",
-                             deadline)
-        return bytes(result["data"])
+        connection = client_queries.server_for(self, server)
+        answer = client_queries.ask(self, connection, StatusQuery(to_bytes(data, "data")),
+                                    "send_echo", deadline)
+        return bytes(answer["data"])
 
     def _wait_queries(self, queries: List[StatusQuery], deadline: Deadline) -> List[StatusQuery]:
         """Poll until every query is answered; returns those that were not."""

@@ -6,7 +6,6 @@ A connection failure closes that connection, tells its command handler
 """
 from __future__ import annotations
 
-import logging
 import selectors
 import socket
 from typing import Callable, Iterable, Optional, Type, TypeVar
@@ -19,7 +18,6 @@ from gearman.server_pool import ServerRecord
 from gearman.shapes import HostItem
 from gearman.util import Deadline
 
-log = logging.getLogger(__name__)
 _Manager = TypeVar("_Manager", bound="GearmanConnectionManager")
 
 EVENT_READ, EVENT_WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE

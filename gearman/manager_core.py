@@ -247,7 +247,5 @@ class ManagerCore(Generic[C]):
 
     def _close_all(self) -> None:
         """Close every connection, telling each handler."""
-        for connection in list(self.connection_list):
-            handler = self._detach(connection)
-            if handler is not None:
-                handler.on_io_error()
+        for record in list(self.server_pool.records()):
+            self._end_session(record)

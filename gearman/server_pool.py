@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Set
 
 from gearman.util import Backoff, to_bytes
 
@@ -57,6 +57,9 @@ class ServerPool:
         self.connections: List[Any] = []
         self._records: Dict[Any, ServerRecord] = {}
         self._sessions = 0
+        #: records with a retry_at set: the worker asks on every pass whether any is
+        #: backed off, so that answer is a set's truth, not a scan
+        self._backed_off: Set[ServerRecord] = set()
 
     # -- membership ---------------------------------------------------------------
     def add(self, connection: Any) -> ServerRecord:
@@ -92,6 +95,7 @@ class ServerPool:
             self._sessions += 1
         record.handler = handler
         record.retry_at = 0.0
+        self._backed_off.discard(record)
 
     def detach(self, connection: Any) -> Any:
         """The session ended; returns its former handler (None if there was none)."""
@@ -125,9 +129,11 @@ class ServerPool:
         record.last_failure = exc
         if not backoff:
             record.retry_at = 0.0
+            self._backed_off.discard(record)
             return None
         delay = self.backoff.compute(record.failures)
         record.retry_at = time.monotonic() + delay
+        self._backed_off.add(record)
         return delay
 
     @staticmethod
@@ -141,20 +147,25 @@ class ServerPool:
         return record is None or time.monotonic() >= record.retry_at
 
     def any_backed_off(self) -> bool:
-        return any(record.retry_at for record in self.records())
+        """Whether a server failed and has not had a session since (its backoff may
+        have run out already: then :meth:`next_retry_in` says 0)."""
+        return bool(self._backed_off)
 
     def next_retry_in(self) -> Optional[float]:
         """Seconds until the earliest down server may be tried again, if any is down."""
-        pending = [record.retry_at for record in self.records()
-                   if record.retry_at and not record.connection.connected]
+        if not self._backed_off:
+            return None
+        pending = [record.retry_at for record in self._backed_off
+                   if not record.connection.connected]
         if not pending:
             return None
         return max(0.0, min(pending) - time.monotonic())
 
     def forget_backoff(self) -> None:
         """Make every server due now (a fresh try each when all are down)."""
-        for record in self.records():
+        for record in self._backed_off:
             record.retry_at = 0.0
+        self._backed_off.clear()
 
     def last_failure(self, connection: Any) -> Optional[BaseException]:
         return self.record(connection).last_failure
