@@ -94,6 +94,18 @@ async def async_worker(address: Any, tasks: Dict[str, Callable[..., Any]],
         await worker.close()
 
 
+def gearman_tool() -> str:
+    """The C ``gearman`` command-line tool (package gearman-tools)."""
+    import shutil
+
+    import pytest
+
+    tool = shutil.which("gearman")
+    if tool is None:
+        pytest.fail("the C gearman tool is not installed (package gearman-tools)")
+    return tool
+
+
 def reverse(job: Any) -> bytes:
     return bytes(job.data[::-1])
 

@@ -16,7 +16,8 @@ from gearman import JOB_COMPLETE, JOB_CREATED, JOB_FAILED, errors
 from gearman.aio import AsyncGearmanClient, Update
 from gearman.job import GearmanJob, GearmanJobRequest
 
-from aio_support import WAIT, async_worker, maybe_await, reverse, run, thread_worker
+from aio_support import (WAIT, async_worker, gearman_tool, maybe_await, reverse, run,
+                         thread_worker)
 
 pytestmark = pytest.mark.gearmand
 
@@ -284,7 +285,7 @@ def test_closed_client_refuses_work(gearmand):
 
 # -- interop with the C gearman tool ----------------------------------------------------------
 def test_c_gearman_worker_serves_the_async_client(gearmand, tmp_path):
-    tool = _gearman_tool()
+    tool = gearman_tool()
     worker = subprocess.Popen([tool, "-h", "127.0.0.1", "-p", str(gearmand.port), "-w",
                                "-f", "upper", "--", "tr", "a-z", "A-Z"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -302,11 +303,3 @@ def test_c_gearman_worker_serves_the_async_client(gearmand, tmp_path):
         worker.kill()
         worker.wait(5)
 
-
-def _gearman_tool() -> str:
-    import shutil
-
-    tool = shutil.which("gearman")
-    if tool is None:
-        pytest.fail("the C gearman tool is not installed (package gearman-tools)")
-    return tool

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
-import shutil
 import subprocess
 import threading
 import time
@@ -19,7 +18,7 @@ import gearman
 from gearman import JOB_COMPLETE, JOB_FAILED, errors
 from gearman.aio import AsyncGearmanAdminClient, AsyncGearmanClient, AsyncGearmanWorker
 
-from aio_support import WAIT, async_worker, run
+from aio_support import WAIT, async_worker, gearman_tool, run
 
 pytestmark = pytest.mark.gearmand
 
@@ -256,9 +255,7 @@ def test_client_id_registration_and_unregistration_seen_by_gearmand(gearmand):
 
 
 def test_blocking_client_and_c_tool_are_served(gearmand):
-    tool = shutil.which("gearman")
-    if tool is None:
-        pytest.fail("the C gearman tool is not installed (package gearman-tools)")
+    tool = gearman_tool()
 
     async def scenario() -> None:
         async def shout(job: Any) -> bytes:
