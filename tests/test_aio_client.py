@@ -273,6 +273,20 @@ def test_a_dead_server_fails_the_request_without_raising():
     run(scenario())
 
 
+def test_shutdown_fails_waiting_requests_and_the_client_reconnects(gearmand):
+    async def scenario() -> None:
+        async with AsyncGearmanClient([gearmand.address]) as client:
+            waiting = asyncio.ensure_future(client.submit_job("nobody", b"", max_retries=3,
+                                                              poll_timeout=WAIT))
+            await asyncio.sleep(0.3)
+            await client.shutdown()
+            request = await asyncio.wait_for(waiting, WAIT)
+            assert request.connection_failed and not request.complete
+            assert await client.echo(b"back") == b"back"
+
+    run(scenario())
+
+
 def test_closed_client_refuses_work(gearmand):
     async def scenario() -> None:
         client = AsyncGearmanClient([gearmand.address])

@@ -71,6 +71,10 @@ class AsyncGearmanAdminClient(plans.AdminClientRules[AsyncConnection], AsyncConn
             raise
         return plan.finish(plans.reply_of(query, connection), connection.address)
 
+    async def shutdown(self) -> None:
+        """Close every connection; the admin client can connect again afterwards."""
+        self._close_all()
+
     # -- commands (what each sends and returns: gearman.admin_commands) ----------------
     async def ping_server(self, server: Any = None) -> float:
         """ECHO round trip; returns the seconds it took."""

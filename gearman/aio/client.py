@@ -45,6 +45,7 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
         self._retrying: Dict[Any, asyncio.Future[Any]] = {}
         #: tasks waiting for the loop to deliver what is due (see _notice_closed_connections)
         self._settle_waiters: List[asyncio.Future[None]] = []
+        self._shutting_down = False
 
     # -- reported by handlers --------------------------------------------------------
     def note_updated(self, request: Any) -> None:
@@ -65,7 +66,7 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
         """A request lost its connection with tries left (the request fate said so):
         send it again now, in a task (connecting may take a while), whether or not
         anyone waits for it; its waits stay registered meanwhile."""
-        if self._closed:
+        if self._closed or self._shutting_down:
             request_fate.close(request)  # no retry after close(): it has failed
             return
         if request in self._retrying:
@@ -313,8 +314,18 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
                                    StatusQuery(to_bytes(data, "data")), "send_echo", limit)
         return bytes(result["data"])
 
+    async def shutdown(self) -> None:
+        """Close every connection; waiting requests fail (no retry now).  The client
+        can connect again afterwards (``close()`` ends it for good)."""
+        self._on_close()
+        self._shutting_down = True  # the losses it causes are no reason to retry
+        try:
+            self._close_all()
+        finally:
+            self._shutting_down = False
+
     def _on_close(self) -> None:
-        """close(): retries that were due fail, and so end their waits."""
+        """shutdown() and close(): retries that were due fail, and so end their waits."""
         for request, task in list(self._retrying.items()):
             task.cancel()
             request_fate.close(request)  # the retry that was due will not happen
