@@ -182,7 +182,7 @@ def test_cancelled_waits_leave_the_connection_usable_and_drop_late_replies(gearm
             assert all(isinstance(r, asyncio.CancelledError) for r in results)
             handler = client.server_pool.handler_for(client.connection_list[0])
             assert handler.requests_in_flight == 201
-            assert not client._registry._waits  # nobody waits for them any more
+            assert not client._registry.waits  # nobody waits for them any more
             # Now a worker runs them: their replies arrive and are dropped.
             async with async_worker(gearmand.address, {"later": reverse}, concurrency=20):
                 fresh = await client.submit_job("later", b"fresh", poll_timeout=WAIT)
@@ -193,7 +193,7 @@ def test_cancelled_waits_leave_the_connection_usable_and_drop_late_replies(gearm
                     await asyncio.sleep(0.05)
             assert handler.requests_in_flight == 0
             assert client.connection_list[0].connected
-            assert not client._registry._waits and not client._answers
+            assert not client._registry.waits and not client._answers
 
     run(scenario())
 

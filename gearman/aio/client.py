@@ -50,11 +50,14 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
     # -- reported by handlers --------------------------------------------------------
     def note_updated(self, request: Any) -> None:
         registry = self._registry
-        for wait in registry.waits_for(request):
-            if wait.done(request) and registry.remove(request, wait):
-                wait.settled()
-        for stream in registry.streams_for(request):
-            stream.changed(request)
+        held = registry.waits.get(request)
+        if held is not None:
+            for wait in held if type(held) is list else (held,):
+                if wait.done(request) and registry.remove(request, wait):
+                    wait.settled()
+        if registry.streams:
+            for stream in registry.streams_for(request):
+                stream.changed(request)
 
     def note_status(self, query: StatusQuery) -> None:
         answered = self._answers.pop(query, None)
@@ -116,10 +119,14 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
         await self._notice_closed_connections()
         self._give_all_servers_a_try()
         needs_sending = request_fate.needs_sending
+        connections = self.server_pool.connections
         for request in requests:
             if needs_sending(request):
                 self._begin_submission(request)
-                await self.send_job_request(request)
+                if len(connections) == 1 and connections[0].connected:
+                    self._send_on(connections[0], request)  # no await on the common path
+                else:
+                    await self.send_job_request(request)
         # Waiting for completion alone covers acceptance: a finished request was
         # answered (JOB_CREATED or ERROR) or is lost.  One wait instead of two.
         if wait_until_complete:

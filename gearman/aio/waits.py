@@ -70,46 +70,42 @@ class WaitRegistry:
     """request -> the waits and update streams registered for it."""
 
     def __init__(self) -> None:
-        self._waits: Dict[Any, Any] = {}  # request -> RequestWait, or a list of them
-        self._streams: Dict[Any, List[UpdateStream]] = {}
+        #: request -> its RequestWait, or a list of them when several tasks wait for it
+        self.waits: Dict[Any, Any] = {}
+        #: request -> the update streams (``client.updates``) following it
+        self.streams: Dict[Any, List[UpdateStream]] = {}
 
     def add(self, request: Any, wait: RequestWait) -> None:
-        held = self._waits.get(request)
+        held = self.waits.get(request)
         if held is None:
-            self._waits[request] = wait
+            self.waits[request] = wait
         elif type(held) is list:
             held.append(wait)
         else:
-            self._waits[request] = [held, wait]
+            self.waits[request] = [held, wait]
 
     def remove(self, request: Any, wait: RequestWait) -> bool:
         """Unregister; False if ``wait`` was not (or no longer) registered for it."""
-        held = self._waits.get(request)
+        held = self.waits.get(request)
         if held is wait:
-            del self._waits[request]
+            del self.waits[request]
             return True
         if type(held) is list and wait in held:
             held.remove(wait)
             if not held:
-                del self._waits[request]
+                del self.waits[request]
             return True
         return False
 
-    def waits_for(self, request: Any) -> List[RequestWait]:
-        held = self._waits.get(request)
-        if held is None:
-            return []
-        return list(held) if type(held) is list else [held]
-
     def add_stream(self, request: Any, stream: UpdateStream) -> None:
-        self._streams.setdefault(request, []).append(stream)
+        self.streams.setdefault(request, []).append(stream)
 
     def remove_stream(self, request: Any, stream: UpdateStream) -> None:
-        streams = self._streams.get(request, [])
+        streams = self.streams.get(request, [])
         if stream in streams:
             streams.remove(stream)
         if not streams:
-            self._streams.pop(request, None)
+            self.streams.pop(request, None)
 
     def streams_for(self, request: Any) -> List[UpdateStream]:
-        return self._streams.get(request, [])
+        return self.streams.get(request, [])
