@@ -129,6 +129,62 @@ def test_status_echo_and_poll_timeout(gearmand, driver):
     run(scenario())
 
 
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_an_error_in_place_of_job_created_fails_that_request_only(gearmand, driver):
+    with gearman.GearmanAdminClient([gearmand.address]) as admin:
+        admin.create_function("full")
+        admin.send_maxqueue("full", 1)
+
+    async def scenario() -> None:
+        client = make_client(driver, [gearmand.address])
+        try:
+            jobs = [{"task": "full", "data": b"1"}, {"task": "full", "data": b"2"},
+                    {"task": "reverse", "data": b"3"}]
+            queued, refused, fine = await maybe_await(client.submit_multiple_jobs(
+                jobs, wait_until_complete=False, poll_timeout=WAIT))
+            await maybe_await(client.wait_until_jobs_completed([refused, fine],
+                                                               poll_timeout=WAIT))
+            assert queued.state == JOB_CREATED and not queued.complete
+            assert refused.state == JOB_FAILED and not refused.connection_failed
+            assert isinstance(refused.exception, errors.ServerError)
+            assert refused.exception.code == "QUEUE_ERROR"
+            assert fine.result == b"3"
+            assert client.connection_list[0].connected
+        finally:
+            await close(client)
+
+    with thread_worker(gearmand.address, {"reverse": reverse}):
+        run(scenario())
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_dropped_job_is_retried_on_the_next_server(gearmand_factory, driver):
+    """max_retries: the server that took the job dies; the retry goes to the next one
+    in the failover order (where a worker serves it), not back to the dead one."""
+    first, second = gearmand_factory(), gearmand_factory()
+    hosts = [first.address, second.address]
+
+    async def scenario() -> None:
+        client = make_client(driver, hosts)
+        try:
+            unique = next(u for u in ("r%d" % n for n in range(100))
+                          if client._connection_order(u)[0].address == first.address)
+            request = await maybe_await(client.submit_job(
+                "job", b"x", unique=unique, max_retries=1, wait_until_complete=False,
+                poll_timeout=WAIT))
+            assert request.job.connection.address == first.address
+            first.kill()
+            await maybe_await(client.wait_until_jobs_completed([request], poll_timeout=WAIT))
+            assert request.state == JOB_COMPLETE and request.result == b"served"
+            assert request.job.connection.address == second.address
+            assert request.connection_attempts == 2
+        finally:
+            await close(client)
+
+    with thread_worker(second.address, {"job": lambda job: b"served"}):
+        run(scenario())
+
+
 # -- concurrency --------------------------------------------------------------------------
 def test_a_thousand_concurrent_submits_each_get_their_own_result(gearmand):
     """Jobs finish out of order (an async worker, random sleeps); every task still
