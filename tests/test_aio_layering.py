@@ -66,3 +66,17 @@ def test_the_async_methods_mirror_the_blocking_ones():
             have = list(inspect.signature(method).parameters)
             assert have == want, (name, have, want)
     assert gearman.aio.__all__
+
+
+def test_async_public_signatures_name_real_types():
+    """As tests/test_typed_seams.py asks of the blocking classes.  The worker's
+    senders return an awaitable on the loop and None in a job's thread: ``Any``."""
+    from test_typed_seams import any_in_signatures
+
+    allowed = {"AsyncGearmanWorker.__init__(options)",
+               "AsyncGearmanAdminClient.establish_admin_connection(return)"} | {
+        f"AsyncGearmanWorker.send_job_{kind}(return)"
+        for kind in ("data", "warning", "status", "complete", "failure", "exception")}
+    found = [name for cls in (AsyncGearmanClient, AsyncGearmanWorker, AsyncGearmanAdminClient)
+             for name in any_in_signatures(cls)]
+    assert [name for name in found if name not in allowed] == []

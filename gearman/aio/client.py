@@ -10,7 +10,8 @@ a request wakes only the tasks waiting for that request.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Dict, List, Optional, Sequence
+from typing import (Any, AsyncIterator, Dict, Iterable, List, Optional, Sequence, Union,
+                    cast)
 
 from gearman import errors, request_fate
 from gearman.aio.connection import AsyncConnection
@@ -18,8 +19,10 @@ from gearman.aio.manager import AsyncConnectionManager
 from gearman.aio.waits import RequestWait, Update, UpdateStream, WaitRegistry
 from gearman.client_handler import GearmanClientCommandHandler, StatusQuery
 from gearman.client_rules import ClientRules
-from gearman.constants import PRIORITY_NONE
+from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE, PRIORITY_NONE
+from gearman.job import GearmanJobRequest
 from gearman.request_checks import as_request_list, check_handle, resolve_timeout
+from gearman.shapes import HostItem, JobDict, JobStatus, Name, Payload, When
 from gearman.util import Deadline, to_bytes, to_text
 
 __all__ = ["AsyncGearmanClient", "Update"]
@@ -36,9 +39,12 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
 
     command_handler_class = GearmanClientCommandHandler
 
-    def __init__(self, host_list: Any = None, random_unique_bytes: int = 16,
-                 **options: Any) -> None:
-        super().__init__(host_list, random_unique_bytes, **options)
+    def __init__(self, host_list: Optional[Iterable[HostItem]] = None,
+                 random_unique_bytes: int = 16, *,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, keepalive: bool = False,
+                 max_packet_size: int = DEFAULT_MAX_PACKET_SIZE, trace: bool = False) -> None:
+        super().__init__(host_list, random_unique_bytes, connect_timeout=connect_timeout,
+                         keepalive=keepalive, max_packet_size=max_packet_size, trace=trace)
         self._registry = WaitRegistry()
         self._answers: Dict[StatusQuery, asyncio.Future[None]] = {}
         #: requests lost with tries left, being sent again -> the task sending them
@@ -48,7 +54,7 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
         self._shutting_down = False
 
     # -- reported by handlers --------------------------------------------------------
-    def note_updated(self, request: Any) -> None:
+    def note_updated(self, request: GearmanJobRequest) -> None:
         registry = self._registry
         held = registry.waits.get(request)
         if held is not None:
@@ -83,12 +89,12 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
             await self.send_job_request(request)
 
     # -- submitting ----------------------------------------------------------------------
-    async def submit_job(self, task: Any, data: Any, unique: Any = None,
+    async def submit_job(self, task: Name, data: Payload, unique: Optional[Name] = None,
                          priority: Optional[str] = PRIORITY_NONE, background: bool = False,
                          wait_until_complete: bool = True, max_retries: int = 0,
                          poll_timeout: Optional[float] = None, *,
-                         timeout: Optional[float] = None, when: Any = None,
-                         reducer: Any = None) -> Any:
+                         timeout: Optional[float] = None, when: When = None,
+                         reducer: Optional[Name] = None) -> GearmanJobRequest:
         """Submit one job and, by default, await its result (see GearmanClient.submit_job)."""
         job = {"task": task, "data": data, "unique": unique, "priority": priority,
                "when": when, "reducer": reducer}
@@ -97,20 +103,21 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
             max_retries=max_retries, poll_timeout=poll_timeout, timeout=timeout)
         return requests[0]
 
-    async def submit_multiple_jobs(self, jobs_to_submit: Sequence[Dict[str, Any]],
+    async def submit_multiple_jobs(self, jobs_to_submit: Sequence[JobDict],
                                    background: bool = False, wait_until_complete: bool = True,
                                    max_retries: int = 0, poll_timeout: Optional[float] = None,
-                                   *, timeout: Optional[float] = None) -> List[Any]:
+                                   *, timeout: Optional[float] = None
+                                   ) -> List[GearmanJobRequest]:
         """Submit a list of job dicts and return their requests in order."""
         poll_timeout = resolve_timeout(poll_timeout, timeout)
         requests = self._make_requests(jobs_to_submit, background, max_retries)
         return await self.submit_multiple_requests(
             requests, wait_until_complete=wait_until_complete, poll_timeout=poll_timeout)
 
-    async def submit_multiple_requests(self, job_requests: Sequence[Any],
+    async def submit_multiple_requests(self, job_requests: Sequence[GearmanJobRequest],
                                        wait_until_complete: bool = True,
                                        poll_timeout: Optional[float] = None, *,
-                                       timeout: Optional[float] = None) -> List[Any]:
+                                       timeout: Optional[float] = None) -> List[GearmanJobRequest]:
         """(Re)submit requests: one already accepted on a live connection is only
         awaited; one never accepted, or whose connection failed, is sent again."""
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
@@ -157,7 +164,8 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
             if not waiter.done():  # (a cancelled caller's is done)
                 waiter.set_result(None)
 
-    async def establish_request_connection(self, current_request: Any) -> Any:
+    async def establish_request_connection(self, current_request: GearmanJobRequest
+                                           ) -> AsyncConnection:
         """The live connection ``current_request`` should use; connects if needed."""
         connections = self.connection_list
         if len(connections) == 1 and connections[0].connected:
@@ -167,7 +175,7 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
                 return connection
         raise self._no_server()
 
-    async def send_job_request(self, current_request: Any) -> None:
+    async def send_job_request(self, current_request: GearmanJobRequest) -> None:
         """Send one request on its server; mark it failed if none is up."""
         try:
             connection = await self.establish_request_connection(current_request)
@@ -202,25 +210,25 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
                     if registry.remove(request, wait):
                         request.timed_out = timed_out
 
-    async def wait_until_jobs_accepted(self, job_requests: Sequence[Any],
+    async def wait_until_jobs_accepted(self, job_requests: Sequence[GearmanJobRequest],
                                        poll_timeout: Optional[float] = None, *,
-                                       timeout: Optional[float] = None) -> List[Any]:
+                                       timeout: Optional[float] = None) -> List[GearmanJobRequest]:
         """Await the server's answer to every submission (JOB_CREATED or ERROR)."""
         requests = as_request_list(job_requests)
         await self._wait(requests, request_fate.is_answered,
                          resolve_timeout(poll_timeout, timeout))
         return requests
 
-    async def wait_until_jobs_completed(self, job_requests: Sequence[Any],
+    async def wait_until_jobs_completed(self, job_requests: Sequence[GearmanJobRequest],
                                         poll_timeout: Optional[float] = None, *,
-                                        timeout: Optional[float] = None) -> List[Any]:
+                                        timeout: Optional[float] = None) -> List[GearmanJobRequest]:
         """Await every request being complete, failed, or lost with its connection."""
         requests = as_request_list(job_requests)
         await self._wait(requests, request_fate.is_finished,
                          resolve_timeout(poll_timeout, timeout))
         return requests
 
-    async def updates(self, request: Any) -> AsyncIterator[Update]:
+    async def updates(self, request: GearmanJobRequest) -> AsyncIterator[Update]:
         """The WORK_DATA, WORK_WARNING and WORK_STATUS of a foreground ``request`` as
         they arrive (those that came before the call first), ending when the job
         completes, fails or loses its connection."""
@@ -260,8 +268,10 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
                 self._answers.pop(query, None)
         return [query for query in queries if not query.done]
 
-    async def get_job_status(self, current_request: Any, poll_timeout: Optional[float] = None,
-                             *, timeout: Optional[float] = None, server: Any = None) -> Any:
+    async def get_job_status(self, current_request: Union[GearmanJobRequest, str, bytes],
+                             poll_timeout: Optional[float] = None, *,
+                             timeout: Optional[float] = None, server: Optional[HostItem] = None
+                             ) -> Union[GearmanJobRequest, JobStatus]:
         """GET_STATUS for a request (fills ``request.status``) or a job handle."""
         if isinstance(current_request, (str, bytes)):
             return await self.get_job_status_by_handle(current_request, server=server,
@@ -270,9 +280,9 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
         statuses = await self.get_job_statuses([current_request], poll_timeout, timeout=timeout)
         return statuses[0]
 
-    async def get_job_statuses(self, job_requests: Sequence[Any],
+    async def get_job_statuses(self, job_requests: Sequence[GearmanJobRequest],
                                poll_timeout: Optional[float] = None, *,
-                               timeout: Optional[float] = None) -> List[Any]:
+                               timeout: Optional[float] = None) -> List[GearmanJobRequest]:
         """GET_STATUS for each request, on the connection that accepted it."""
         requests = as_request_list(job_requests)
         limit = resolve_timeout(poll_timeout, timeout)
@@ -294,25 +304,27 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
         unanswered = bool(await self._await_answers([query], timeout))
         return self._query_result(connection, query, send, unanswered)
 
-    async def get_job_status_by_handle(self, handle: Any, server: Any = None,
+    async def get_job_status_by_handle(self, handle: Name, server: Optional[HostItem] = None,
                                        poll_timeout: Optional[float] = None, *,
-                                       timeout: Optional[float] = None) -> Dict[str, Any]:
+                                       timeout: Optional[float] = None) -> JobStatus:
         """Status of any job by its handle on ``server``."""
         query = StatusQuery(check_handle(handle))
         limit = resolve_timeout(poll_timeout, timeout)
-        return await self._query(self._server_connection(server), query, "send_get_status",
-                                 limit)
+        answer = await self._query(self._server_connection(server), query, "send_get_status",
+                                   limit)
+        return cast(JobStatus, answer)
 
-    async def get_job_status_by_unique(self, unique: Any, server: Any = None,
+    async def get_job_status_by_unique(self, unique: Name, server: Optional[HostItem] = None,
                                        poll_timeout: Optional[float] = None, *,
-                                       timeout: Optional[float] = None) -> Dict[str, Any]:
+                                       timeout: Optional[float] = None) -> JobStatus:
         """GET_STATUS_UNIQUE on the server that unique hashes to (or ``server``)."""
         query = StatusQuery(self._unique_key(unique))
         limit = resolve_timeout(poll_timeout, timeout)
         connection = self._server_connection(server, to_text(query.key))
-        return await self._query(connection, query, "send_get_status_unique", limit)
+        answer = await self._query(connection, query, "send_get_status_unique", limit)
+        return cast(JobStatus, answer)
 
-    async def echo(self, data: Any = b"ping", server: Any = None,
+    async def echo(self, data: Name = b"ping", server: Optional[HostItem] = None,
                    poll_timeout: Optional[float] = 5.0, *,
                    timeout: Optional[float] = None) -> bytes:
         """ECHO_REQ round trip; returns what the server echoed."""

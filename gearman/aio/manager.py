@@ -12,7 +12,9 @@ from typing import Any, Dict, Iterable, Optional, Type, TypeVar
 
 from gearman import errors
 from gearman.aio.connection import AsyncConnection
+from gearman.command_handler import GearmanCommandHandler
 from gearman.manager_core import ManagerCore
+from gearman.shapes import HostItem
 
 _Manager = TypeVar("_Manager", bound="AsyncConnectionManager")
 
@@ -26,13 +28,14 @@ class AsyncConnectionManager(ManagerCore[AsyncConnection]):
         super().__init__(host_list, **options)
         self._connecting: Dict[Any, asyncio.Future[bool]] = {}
 
-    def add_connection(self, host: Any, port: Optional[int] = None, **tls: Any) -> Any:
+    def add_connection(self, host: HostItem, port: Optional[int] = None,
+                       **tls: Optional[str]) -> AsyncConnection:
         connection = super().add_connection(host, port, **tls)
         connection.on_data = self._dispatch
         connection.on_lost = self._drop
         return connection
 
-    async def establish_connection(self, connection: Any) -> bool:
+    async def establish_connection(self, connection: AsyncConnection) -> bool:
         """Connect ``connection`` if needed and set up its handler.  Tasks that ask
         at the same time share one attempt.  Never raises for a server that is
         down: returns False and backs that server off."""
@@ -47,7 +50,8 @@ class AsyncConnectionManager(ManagerCore[AsyncConnection]):
         # shield: one caller's cancellation must not abort the others' connect
         return await asyncio.shield(attempt)
 
-    async def live_handler(self, connection: Any) -> Any:
+    async def live_handler(self, connection: AsyncConnection
+                           ) -> Optional[GearmanCommandHandler]:
         """The handler of ``connection``'s session, connecting first if needed; None
         if the server is down or the session ended already (checked after the await:
         TLS 1.3 reports a refused client certificate only after the handshake)."""
@@ -55,7 +59,8 @@ class AsyncConnectionManager(ManagerCore[AsyncConnection]):
             await self.establish_connection(connection)
         if not connection.connected:
             return None
-        return self.server_pool.handler_for(connection)
+        handler: Optional[GearmanCommandHandler] = self.server_pool.handler_for(connection)
+        return handler
 
     async def _connect(self, connection: Any) -> bool:
         try:
@@ -73,7 +78,7 @@ class AsyncConnectionManager(ManagerCore[AsyncConnection]):
         self._dispatch_events(self.server_pool.record(connection),
                               lambda: connection.received(data))
 
-    async def flush_connections(self, connections: Iterable[Any],
+    async def flush_connections(self, connections: Iterable[AsyncConnection],
                                 timeout: Optional[float]) -> None:
         """Wait until what is queued on ``connections`` is with their transports."""
         drains = [c.drain() for c in connections if c.connected]

@@ -19,7 +19,9 @@ from gearman import errors
 from gearman.aio.connection import AsyncConnection
 from gearman.aio.manager import AsyncConnectionManager
 from gearman.constants import DEFAULT_WORKER_POLL_TIMEOUT
+from gearman.job import GearmanJob
 from gearman.protocol import Command
+from gearman.shapes import Number, Payload
 from gearman.worker_handler import GearmanWorkerCommandHandler
 from gearman.worker_rules import (WorkerRules, exception_fields, exception_text, status_fields)
 
@@ -172,14 +174,14 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
                 free -= 1
 
     # -- called by handlers ------------------------------------------------------------------
-    def note_may_have_work(self, handler: Any) -> None:
+    def note_may_have_work(self, handler: GearmanWorkerCommandHandler) -> None:
         """A server may have work for us (connected, NOOP, NO_JOB): grab if a slot is free."""
         if not handler.may_have_work:  # it answered NO_JOB: probe it with one GRAB next
             self._busy_servers.discard(handler)
         self._grab_where_possible()
 
-    def on_job_assigned(self, handler: Any, handle: str, task: str, unique: Optional[str],
-                        reducer: Optional[str], data: bytes) -> None:
+    def on_job_assigned(self, handler: GearmanWorkerCommandHandler, handle: str, task: str,
+                        unique: Optional[str], reducer: Optional[str], data: bytes) -> None:
         self._busy_servers.add(handler)
         job = self._assigned_job(handler, handle, task, unique, reducer, data)
         if job is None or not self._is_runnable(handler, job):
@@ -191,7 +193,7 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         run.add_done_callback(self._tasks.discard)
         self._grab_where_possible()  # the next slot's GRAB, while this job runs
 
-    def on_connection_lost(self, handler: Any) -> None:
+    def on_connection_lost(self, handler: GearmanWorkerCommandHandler) -> None:
         self._busy_servers.discard(handler)
         lost = [job for job, owner in self._running.items() if owner is handler]
         if lost:
@@ -286,45 +288,46 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         return future.result(UPDATE_SEND_TIMEOUT + 5.0)
 
-    def send_job_data(self, current_job: Any, data: Any,
+    def send_job_data(self, current_job: GearmanJob, data: Payload,
                       poll_timeout: Optional[float] = None) -> Any:
         """Partial result (WORK_DATA): ``await`` it in an ``async def`` callback; a
         plain callback (in its thread) calls it plainly and it returns once sent."""
         fields = (self.encode_payload(data),)
         return self._deliver(self._update(current_job, Command.WORK_DATA, fields, poll_timeout))
 
-    def send_job_warning(self, current_job: Any, data: Any,
+    def send_job_warning(self, current_job: GearmanJob, data: Payload,
                          poll_timeout: Optional[float] = None) -> Any:
         """Warning (WORK_WARNING); awaited or called like :meth:`send_job_data`."""
         fields = (self.encode_payload(data),)
         return self._deliver(self._update(current_job, Command.WORK_WARNING, fields,
                                           poll_timeout))
 
-    def send_job_status(self, current_job: Any, numerator: Any, denominator: Any,
+    def send_job_status(self, current_job: GearmanJob, numerator: Number, denominator: Number,
                         poll_timeout: Optional[float] = None) -> Any:
         """Progress (WORK_STATUS); awaited or called like :meth:`send_job_data`."""
         fields = status_fields(numerator, denominator)
         return self._deliver(self._update(current_job, Command.WORK_STATUS, fields,
                                           poll_timeout))
 
-    def send_job_complete(self, current_job: Any, data: Any,
+    def send_job_complete(self, current_job: GearmanJob, data: Payload,
                           poll_timeout: Optional[float] = None) -> Any:
         """Success (WORK_COMPLETE) sent by the callback itself; its return value is
         then not sent."""
         fields = (self.encode_payload(data),)
         return self._deliver(self._final_sent(current_job, Command.WORK_COMPLETE, fields))
 
-    def send_job_failure(self, current_job: Any, poll_timeout: Optional[float] = None) -> Any:
+    def send_job_failure(self, current_job: GearmanJob,
+                         poll_timeout: Optional[float] = None) -> Any:
         """Failure without details (WORK_FAIL)."""
         return self._deliver(self._final_sent(current_job, Command.WORK_FAIL, ()))
 
-    def send_job_exception(self, current_job: Any, data: Any,
+    def send_job_exception(self, current_job: GearmanJob, data: Payload,
                            poll_timeout: Optional[float] = None) -> Any:
         """Failure with a text (WORK_EXCEPTION)."""
         return self._deliver(self._final_sent(current_job, Command.WORK_EXCEPTION,
                                               exception_fields(data)))
 
-    def job_finished(self, current_job: Any) -> bool:
+    def job_finished(self, current_job: GearmanJob) -> bool:
         """True once a WORK_COMPLETE, WORK_FAIL or WORK_EXCEPTION was sent for the job."""
         return current_job in self._finished
 
