@@ -98,9 +98,9 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
         """Submit one job and, by default, await its result (see GearmanClient.submit_job)."""
         job = {"task": task, "data": data, "unique": unique, "priority": priority,
                "when": when, "reducer": reducer}
-        requests = await self.submit_multiple_jobs(
-            [job], background=background, wait_until_complete=wait_until_complete,
-            max_retries=max_retries, poll_timeout=poll_timeout, timeout=timeout)
+        limit = resolve_timeout(poll_timeout, timeout)
+        requests = self._make_requests([job], background, max_retries)
+        await self._submit(requests, wait_until_complete, limit)
         return requests[0]
 
     async def submit_multiple_jobs(self, jobs_to_submit: Sequence[JobDict],
@@ -109,10 +109,10 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
                                    *, timeout: Optional[float] = None
                                    ) -> List[GearmanJobRequest]:
         """Submit a list of job dicts and return their requests in order."""
-        poll_timeout = resolve_timeout(poll_timeout, timeout)
+        limit = resolve_timeout(poll_timeout, timeout)
         requests = self._make_requests(jobs_to_submit, background, max_retries)
-        return await self.submit_multiple_requests(
-            requests, wait_until_complete=wait_until_complete, poll_timeout=poll_timeout)
+        await self._submit(requests, wait_until_complete, limit)
+        return requests
 
     async def submit_multiple_requests(self, job_requests: Sequence[GearmanJobRequest],
                                        wait_until_complete: bool = True,
@@ -120,8 +120,15 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
                                        timeout: Optional[float] = None) -> List[GearmanJobRequest]:
         """(Re)submit requests: one already accepted on a live connection is only
         awaited; one never accepted, or whose connection failed, is sent again."""
-        deadline = Deadline(resolve_timeout(poll_timeout, timeout))
+        limit = resolve_timeout(poll_timeout, timeout)
         requests = as_request_list(job_requests)
+        await self._submit(requests, wait_until_complete, limit)
+        return requests
+
+    async def _submit(self, requests: List[GearmanJobRequest], wait_until_complete: bool,
+                      limit: Optional[float]) -> None:
+        """Send what needs sending and wait (the arguments are checked)."""
+        deadline = Deadline(limit)
         self._check_open()
         await self._notice_closed_connections()
         self._give_all_servers_a_try()
@@ -137,10 +144,9 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
         # Waiting for completion alone covers acceptance: a finished request was
         # answered (JOB_CREATED or ERROR) or is lost.  One wait instead of two.
         if wait_until_complete:
-            await self.wait_until_jobs_completed(requests, deadline.remaining())
+            await self._wait(requests, request_fate.is_finished, deadline.remaining())
         else:
-            await self.wait_until_jobs_accepted(requests, deadline.remaining())
-        return requests
+            await self._wait(requests, request_fate.is_answered, deadline.remaining())
 
     async def _notice_closed_connections(self) -> None:
         """Let the loop run the callbacks already due: a connection the server closed
