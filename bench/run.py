@@ -37,7 +37,9 @@ VENV = os.path.join(BENCH, ".venv")
 PEERS = os.path.join(VENV, "peers")
 CELL = os.path.join(BENCH, "cell.py")
 FAST_WORKER = os.path.join(BENCH, "fast_worker.py")
-LIBS = ("gearman", "pygearman", "gear", "bare")
+LIBS = ("gearman", "pygearman", "gear", "bare", "gearman-aio", "aiogear", "to_thread")
+#: The libraries of the blocking scenarios; the asyncio ones name theirs.
+CLASSIC = ("gearman", "pygearman", "gear", "bare")
 BASELINE = "pygearman"
 MIB = 1024 * 1024
 
@@ -57,6 +59,9 @@ class Scenario:
     fast_workers: int = 2  # common workers behind a client scenario
     lib_workers: int = 1  # the library's own workers in a worker scenario
     group: str = ""
+    libs: Tuple[str, ...] = CLASSIC  # the libraries this scenario measures
+    sleep_ms: int = 0  # worker scenarios: each job awaits this long
+    concurrency: int = 1  # worker scenarios: jobs at once per worker
 
     def quick(self) -> Scenario:
         """The same scenario with a tenth of the jobs, for development runs."""
@@ -85,6 +90,14 @@ SCENARIOS = [
     Scenario("worker-2", "20,000 queued jobs drained by 2 workers", "worker", jobs=20000,
              lib_workers=2, group="worker"),
     Scenario("idle", "CPU of a waiting client and a waiting worker", "idle"),
+    Scenario("async-batch", "20,000 foreground jobs awaited at once (gather of submit_job; "
+             "the blocking library: its batch)", "client", "gather", 20000, group="async",
+             libs=("gearman", "gearman-aio", "aiogear", "to_thread")),
+    Scenario("async-multi", "20,000 foreground jobs in one await submit_multiple_jobs",
+             "client", "batch", 20000, group="async", libs=("gearman-aio",)),
+    Scenario("async-worker-io", "5,000 queued jobs that each await 10 ms, one asyncio "
+             "worker, concurrency 100 (ideal: 10,000 jobs/s)", "worker", jobs=5000,
+             group="async", libs=("gearman-aio", "aiogear"), sleep_ms=10, concurrency=100),
 ]
 
 #: Seconds the idle scenario measures (after one second of settling).
@@ -265,7 +278,9 @@ class Cell:
             if not admin.wait_for("drain", lambda row: row[0] == sc.jobs, 30, 0.02):
                 raise RuntimeError(f"gearmand does not show {sc.jobs} queued jobs")
             workers = [spawn([CELL, "--role", "worker", "--lib", self.lib, "--address",
-                              server.address, "--task", "drain"], self.lib, log)
+                              server.address, "--task", "drain", "--sleep-ms",
+                              str(sc.sleep_ms), "--concurrency", str(sc.concurrency)],
+                             self.lib, log)
                        for _ in range(sc.lib_workers)]
             procs.extend(workers)
             for worker in workers:
@@ -332,8 +347,11 @@ def plan(scenarios: Sequence[Scenario], libs: Sequence[str],
     """Repetitions outermost; within one, libraries take turns in a rotating order."""
     for rep in range(repeat):
         for index, scenario in enumerate(scenarios):
-            shift = (rep + index) % len(libs)
-            for lib in list(libs[shift:]) + list(libs[:shift]):
+            mine = [lib for lib in libs if lib in scenario.libs]
+            if not mine:
+                continue
+            shift = (rep + index) % len(mine)
+            for lib in mine[shift:] + mine[:shift]:
                 yield scenario, lib, rep
 
 
@@ -398,7 +416,10 @@ def versions() -> Dict[str, str]:
     code = {"gearman": "import gearman; print(gearman.__version__)",
             "pygearman": "import importlib.metadata as m; print(m.version('pygearman'))",
             "gear": "import importlib.metadata as m; print(m.version('gear'))",
-            "bare": "print('protocol only')"}
+            "bare": "print('protocol only')",
+            "gearman-aio": "import gearman.aio, gearman; print(gearman.__version__)",
+            "aiogear": "import importlib.metadata as m; print(m.version('aiogear'))",
+            "to_thread": "import gearman; print(gearman.__version__)"}
     for lib, snippet in code.items():
         proc = subprocess.run([python(), "-c", snippet], env=lib_env(lib), cwd=BENCH,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -414,6 +435,8 @@ def summarise(scenarios: Sequence[Scenario], libs: Sequence[str],
     for scenario in scenarios:
         per_lib: Dict[str, Any] = {}
         for lib in libs:
+            if lib not in scenario.libs:
+                continue
             mine = [r for r in results if r["scenario"] == scenario.name and r["lib"] == lib]
             good = [r for r in mine if r.get("ok")]
             row: Dict[str, Any] = {"runs": len(good), "errors": [r.get("error") for r in mine
@@ -450,7 +473,9 @@ def throughput_table(scenarios: Sequence[Scenario], libs: Sequence[str],
             continue
         label = f"{scenario.name} ({scenario.jobs:,})"
         for lib in libs:
-            row = summary[scenario.name][lib]
+            row = summary[scenario.name].get(lib)
+            if row is None:  # not one of this scenario's libraries
+                continue
             if "median" not in row:
                 lines.append(f"| {label} | {lib} | failed: {row['errors'][:1]} | | | | | |")
                 continue
@@ -468,7 +493,9 @@ def idle_table(libs: Sequence[str], summary: Dict[str, Dict[str, Any]]) -> List[
     lines = ["| library | waiting client, % of a core (median, min–max) | "
              "waiting worker, % of a core (median, min–max) |", "|---|--:|--:|"]
     for lib in libs:
-        row = summary["idle"][lib]
+        row = summary["idle"].get(lib)
+        if row is None:
+            continue
         if "median" not in row:
             lines.append(f"| {lib} | failed | failed |")
             continue
@@ -522,12 +549,38 @@ def targets(summary: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional
     below("payload-window", 64, "1 MiB payloads, 10 at a time")
     versus("sequential", 1.3, "sequential round trips")
     versus("worker-1", 3, "one worker draining")
+    asyncio_targets(summary, out)
     if "idle" in summary and "median" in summary["idle"].get("gearman", {}):
         row = summary["idle"]["gearman"]
         out.append(("idle: waiting client and worker < 1% of a core",
                     f"client {row['max']:.2f}%, worker {row['worker_max']:.2f}% (max of runs)",
                     row["max"] < 1 and row["worker_max"] < 1))
     return out
+
+
+def asyncio_targets(summary: Dict[str, Dict[str, Any]],
+                    out: List[Tuple[str, str, Optional[bool]]]) -> None:
+    """Issue 13's targets: the async batch against the blocking batch of the same run
+    (and beside aiogear and the to_thread workaround), the I/O-bound async worker
+    against its ideal (concurrency / job time)."""
+    blocking = _get(summary, "async-batch", "gearman")
+    for scenario, what in (("async-batch", "gather of submit_job"),
+                           ("async-multi", "submit_multiple_jobs")):
+        ours = _get(summary, scenario, "gearman-aio")
+        if ours and blocking:
+            peers = ", ".join(f"{lib} {_get(summary, 'async-batch', lib):,.0f}"
+                              for lib in ("aiogear", "to_thread")
+                              if _get(summary, "async-batch", lib))
+            out.append((f"async batch of 20,000 ({what}): >= 0.8x the blocking batch",
+                        f"{ours / blocking:.2f}x ({ours:,.0f} vs {blocking:,.0f} jobs/s"
+                        f"{'; ' + peers if peers else ''})", ours >= 0.8 * blocking))
+    worker = next((s for s in SCENARIOS if s.name == "async-worker-io"), None)
+    rate = _get(summary, "async-worker-io", "gearman-aio")
+    if worker is not None and rate:
+        ideal = worker.concurrency / (worker.sleep_ms / 1000)
+        out.append(("async worker, 10 ms jobs, concurrency 100: >= half the ideal",
+                    f"{rate / ideal:.2f} of {ideal:,.0f} jobs/s ({rate:,.0f})",
+                    rate >= ideal / 2))
 
 
 NOTES = """\
@@ -617,7 +670,7 @@ def rst_table(scenarios: Sequence[Scenario], libs: Sequence[str],
              "CPU µs/job", "vs pygearman")]
     for scenario in scenarios:
         for lib in libs:
-            row = summary[scenario.name][lib]
+            row = summary[scenario.name].get(lib, {})
             if "median" not in row:
                 continue
             if scenario.kind == "idle":
@@ -674,7 +727,8 @@ def scaling_chart(scenarios: Sequence[Scenario], libs: Sequence[str],
     if len(series) < 2:
         return None
     points = {lib: [(s.jobs, summary[s.name][lib].get("median"),
-                     summary[s.name][lib].get("rss_mib")) for s in series] for lib in libs}
+                     summary[s.name][lib].get("rss_mib")) for s in series]
+              for lib in libs if all(lib in summary[s.name] for s in series)}
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -733,7 +787,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="a tenth of the jobs and one run per cell (development)")
     parser.add_argument("--scenarios", help="comma-separated names or groups: " + ", ".join(
-        [s.name for s in SCENARIOS] + ["scaling", "worker"]))
+        [s.name for s in SCENARIOS] + ["scaling", "worker", "async"]))
     parser.add_argument("--libs", default=",".join(LIBS), help="comma-separated libraries")
     parser.add_argument("--repeat", type=int, help="runs per cell (default 3; 1 with --quick)")
     parser.add_argument("--profile", action="store_true",

@@ -8,18 +8,19 @@ the argument checks live in :mod:`gearman.request_checks`; the server order in
 """
 from __future__ import annotations
 
-from typing import (TYPE_CHECKING, Callable, Iterable, List, Optional, Sequence, Union, cast,
-                    overload)
+from typing import (TYPE_CHECKING, Callable, Iterable, List, Optional, Sequence,
+                    Union, cast, overload)
 
 from gearman import client_queries, errors, request_fate
 from gearman.client_handler import GearmanClientCommandHandler, StatusQuery
+from gearman.client_rules import ClientRules
 from gearman.connection import GearmanConnection
 from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import (DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE,
-                               MAX_UNIQUE_LENGTH, PRIORITY_NONE)
+                               PRIORITY_NONE)
 from gearman.job import GearmanJobRequest
-from gearman.request_checks import (MAX_HANDLE_LENGTH, RequestMaker, as_request_list,
-                                    check_handle, make_requests, resolve_timeout)
+from gearman.request_checks import (MAX_HANDLE_LENGTH, as_request_list,
+                                    check_handle, resolve_timeout)
 from gearman.shapes import HostItem, JobDict, JobStatus, Name, Payload, When
 from gearman.util import Deadline, to_bytes, to_text
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["GearmanClient", "MAX_HANDLE_LENGTH", "resolve_timeout"]
 
 
-class GearmanClient(GearmanConnectionManager):
+class GearmanClient(ClientRules[GearmanConnection], GearmanConnectionManager):
     """Submits jobs to gearmand servers and collects their results.
 
     :param host_list: servers, as ``'host:port'``, ``('host', port)``, ``'[::1]:4730'``
@@ -40,25 +41,16 @@ class GearmanClient(GearmanConnectionManager):
     """
 
     command_handler_class = GearmanClientCommandHandler
-    #: Losing an established connection costs its requests a try, not the server its
-    #: next connect: a retry (``max_retries``) reconnects at once; only a refused
-    #: connect backs the server off.
-    backoff_after_drop = False
 
     def __init__(self, host_list: Optional[Iterable[HostItem]] = None,
                  random_unique_bytes: int = 16, *,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, keepalive: bool = False,
                  max_packet_size: int = DEFAULT_MAX_PACKET_SIZE, trace: bool = False) -> None:
-        self._maker = RequestMaker(random_unique_bytes)  # checked before anything else
-        super().__init__(host_list, connect_timeout=connect_timeout, keepalive=keepalive,
-                         max_packet_size=max_packet_size, trace=trace)
+        super().__init__(host_list, random_unique_bytes, connect_timeout=connect_timeout,
+                         keepalive=keepalive, max_packet_size=max_packet_size, trace=trace)
         self._updated: List[GearmanJobRequest] = []
         self._retries: List[GearmanJobRequest] = []
         self._queries_done: List[StatusQuery] = []
-
-    @property
-    def random_unique_bytes(self) -> int:
-        return self._maker.random_unique_bytes
 
     # -- reported by handlers (see gearman.seams.ClientOwner) ---------------------------
     def note_updated(self, request: GearmanJobRequest) -> None:
@@ -67,12 +59,9 @@ class GearmanClient(GearmanConnectionManager):
     def note_status(self, query: StatusQuery) -> None:
         self._queries_done.append(query)
 
-    def note_lost(self, request: GearmanJobRequest) -> None:
-        """The connection ``request`` depended on failed: the request fate decides;
-        a retry is sent by whichever call polls next (submit, wait or status)."""
-        if request_fate.lose(request) == request_fate.RETRY:
-            self._retries.append(request)
-        self.note_updated(request)
+    def _retry_due(self, request: GearmanJobRequest) -> None:
+        """Sent by whichever call polls next (submit, wait or status)."""
+        self._retries.append(request)
 
     # -- submitting ----------------------------------------------------------------------
     def submit_job(self, task: Name, data: Payload, unique: Optional[Name] = None,
@@ -111,17 +100,9 @@ class GearmanClient(GearmanConnectionManager):
         """Submit a list of job dicts (``task``, ``data``, optional ``unique``,
         ``priority``) and return their requests in order."""
         poll_timeout = resolve_timeout(poll_timeout, timeout)
-        requests = make_requests(self._maker, jobs_to_submit, background, max_retries,
-                                 self.job_class, self.job_request_class, self.encode_payload)
+        requests = self._make_requests(jobs_to_submit, background, max_retries)
         return self.submit_multiple_requests(requests, wait_until_complete=wait_until_complete,
                                              poll_timeout=poll_timeout)
-
-    def _create_request_from_dictionary(self, job_info: JobDict, background: bool = False,
-                                        max_retries: int = 0,
-                                        index: int = 0) -> GearmanJobRequest:
-        """2.x name: check one job dict and build its request (nothing is sent)."""
-        return self._maker.make(job_info, index, background, max_retries, self.job_class,
-                                self.job_request_class, self.encode_payload)
 
     def submit_multiple_requests(self, job_requests: Sequence[GearmanJobRequest],
                                  wait_until_complete: bool = True,
@@ -137,18 +118,11 @@ class GearmanClient(GearmanConnectionManager):
         # it and lost.  It costs one epoll_wait per call; reliability wins over the
         # sequential benchmark here (bench/results/optimisations.md).
         self.poll_connections_once(self.connection_list, 0)
-        pool = self.server_pool
-        if not any(c.connected or pool.is_due(c) for c in self.connection_list):
-            # Every server is down and backed off: give each one fresh try now (its
-            # backoff then holds for the rest of the call, so 100,000 requests cost one
-            # connect attempt per server, not 100,000).  Otherwise the backoff stands,
-            # and requests fail over to the live servers without waiting on dead ones.
-            pool.forget_backoff()
+        self._give_all_servers_a_try()
         needs_sending = request_fate.needs_sending
         for request in requests:
             if needs_sending(request):
-                request.reset()
-                request.connection_attempts = 0
+                self._begin_submission(request)
                 self.send_job_request(request)
         # Through the overridable 2.x methods, the timeout passed positionally, so an
         # override written with timeout= or poll_timeout= sees every wait (API.md).
@@ -165,39 +139,25 @@ class GearmanClient(GearmanConnectionManager):
         connections = self.server_pool.connections  # (once per job: not the property)
         if len(connections) == 1 and connections[0].connected:
             return connections[0]  # type: ignore[no-any-return]
-        if not connections:
-            raise errors.ServerUnavailable("GearmanClient has no servers in its host_list")
-        job = current_request.job
-        for connection in self.server_pool.candidates(job.unique, after=job.connection):
+        for connection in self._candidate_connections(current_request):
             if self.establish_connection(connection):
-                return connection  # type: ignore[no-any-return]
-        servers = ", ".join(c.address for c in self.connection_list)
-        raise errors.ServerUnavailable(f"no gearmand reachable among {servers}")
+                return connection
+        raise self._no_server()
 
     def send_job_request(self, current_request: GearmanJobRequest) -> None:
         """Send one request on the server it belongs to; mark it failed if none is up."""
         try:
             connection = self.establish_request_connection(current_request)
         except errors.ServerUnavailable as exc:
-            self.log.warning("job %s (%s): %s", current_request.job.unique,
-                             current_request.job.task, exc)
-            request_fate.give_up(current_request)
-            self.note_updated(current_request)
+            self._unreachable(current_request, exc)
             return
-        current_request.connection_attempts += 1
-        current_request.job.connection = connection
-        self.server_pool.handler_for(connection).send_job_request(current_request)
+        self._send_on(connection, current_request)
 
     def _send_retries(self) -> None:
         """Send again the requests whose connection failed while they had tries left."""
         retries, self._retries = self._retries, []
         for request in retries:
-            if request_fate.is_retry_due(request):  # not resubmitted by the caller meanwhile
-                request_fate.prepare_retry(request)
-                self.log.info("retrying job %s (%s) after %s dropped it, try %d of %d",
-                              request.job.unique, request.job.task,
-                              getattr(request.job.connection, "address", "?"),
-                              request.connection_attempts + 1, request.max_connection_attempts)
+            if self._prepare_retry(request):  # not resubmitted by the caller meanwhile
                 self.send_job_request(request)
 
     def shutdown(self) -> None:
@@ -299,22 +259,9 @@ class GearmanClient(GearmanConnectionManager):
         """GET_STATUS for each request, on the connection that accepted it."""
         requests = as_request_list(job_requests)
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
-        for request in requests:
-            if request.job.handle is None or request.accepted_by is None:
-                raise errors.InvalidClientState(f"job {request.job.unique!r} has no handle yet; "
-                                                "submit it before asking its status")
+        self._check_submitted(requests)
         self.poll_connections_once(self.connection_list, 0)  # notice closed connections
-        queries = []
-        for request in requests:
-            request.timed_out = False
-            connection = request.accepted_by
-            handler = self.server_pool.handler_for(connection)
-            if handler is None or connection is None or not connection.connected:
-                self.note_lost(request)  # lost unnoticed (or noted: counted once)
-                continue
-            query = StatusQuery(to_bytes(request.job.handle or "", "handle"), request)
-            handler.send_get_status(query)
-            queries.append(query)
+        queries = self._send_status_queries(requests)
         for query in self._wait_queries(queries, deadline):
             query.request.timed_out = True
         return requests
@@ -336,9 +283,7 @@ class GearmanClient(GearmanConnectionManager):
                                  timeout: Optional[float] = None) -> JobStatus:
         """GET_STATUS_UNIQUE: status of a job by unique id, on the server that unique
         hashes to (or ``server``).  Adds ``waiting_clients`` to the status keys."""
-        raw = to_bytes(unique, "unique")
-        if not raw or len(raw) > MAX_UNIQUE_LENGTH or b"\0" in raw:
-            raise ValueError(f"unique must be 1 to {MAX_UNIQUE_LENGTH} bytes without NUL")
+        raw = self._unique_key(unique)
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
         connection = client_queries.server_for(self, server, to_text(raw))
         answer = client_queries.ask(self, connection, StatusQuery(raw), "send_get_status_unique",

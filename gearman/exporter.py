@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from gearman import errors
 from gearman.admin_client import GearmanAdminClient
 from gearman.metrics.exposition import MetricFamily
+from gearman.shapes import PriorityStatus
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class ServerReport:
         self.error: Optional[str] = None
         self.version: Optional[str] = None
         self.functions: List[Dict[str, Any]] = []  # task, total, running, waiting, workers
-        self.priorities: Optional[List[Dict[str, Any]]] = None  # task, high, normal, low
+        self.priorities: Optional[List[PriorityStatus]] = None  # task, high, normal, low
         self.workers_connected: Optional[int] = None
         self.seconds = 0.0
 
@@ -166,10 +167,10 @@ class GearmanExporter:
             for row in report.functions:
                 for family, key in gauges:
                     family.add({"function": row["task"], **where}, row[key])
-            for row in report.priorities or ():
+            for counts in report.priorities or ():
                 for priority in PRIORITIES:
-                    by_priority.add({"function": row["task"], "priority": priority, **where},
-                                    row[priority])
+                    by_priority.add({"function": counts["task"], "priority": priority, **where},
+                                    counts[priority])  # type: ignore[literal-required]
         families = [up, version, took, connected] + [family for family, _ in gauges]
         families.append(by_priority)
         if self.go_names:
