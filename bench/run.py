@@ -37,7 +37,10 @@ VENV = os.path.join(BENCH, ".venv")
 PEERS = os.path.join(VENV, "peers")
 CELL = os.path.join(BENCH, "cell.py")
 FAST_WORKER = os.path.join(BENCH, "fast_worker.py")
-LIBS = ("gearman", "pygearman", "gear", "bare", "cclient")
+LIBS = ("gearman", "pygearman", "gear", "bare", "cclient", "gearman-aio", "aiogear",
+        "to_thread")
+#: The libraries of the blocking scenarios; the asyncio ones name theirs.
+CLASSIC = ("gearman", "pygearman", "gear", "bare", "cclient")
 BASELINE = "pygearman"
 #: The physical limit every scenario is also read against: the C client on a plain socket.
 REFERENCE = "cclient"
@@ -61,7 +64,9 @@ class Scenario:
     fast_workers: int = 2  # common workers behind a client scenario
     lib_workers: int = 1  # the library's own workers in a worker scenario
     group: str = ""
-    libs: Tuple[str, ...] = ()  # the libraries that run it; () = every one that fits
+    libs: Tuple[str, ...] = CLASSIC  # the libraries this scenario measures (if they fit)
+    sleep_ms: int = 0  # worker scenarios: each job awaits this long
+    concurrency: int = 1  # worker scenarios: jobs at once per worker
 
     def quick(self) -> Scenario:
         """The same scenario with a tenth of the jobs, for development runs."""
@@ -90,6 +95,14 @@ SCENARIOS = [
     Scenario("worker-2", "20,000 queued jobs drained by 2 workers", "worker", jobs=20000,
              lib_workers=2, group="worker"),
     Scenario("idle", "CPU of a waiting client and a waiting worker", "idle"),
+    Scenario("async-batch", "20,000 foreground jobs awaited at once (gather of submit_job; "
+             "the blocking library: its batch)", "client", "gather", 20000, group="async",
+             libs=("gearman", "gearman-aio", "aiogear", "to_thread")),
+    Scenario("async-multi", "20,000 foreground jobs in one await submit_multiple_jobs",
+             "client", "batch", 20000, group="async", libs=("gearman-aio",)),
+    Scenario("async-worker-io", "5,000 queued jobs that each await 10 ms, one asyncio "
+             "worker, concurrency 100 (ideal: 10,000 jobs/s)", "worker", jobs=5000,
+             group="async", libs=("gearman-aio", "aiogear"), sleep_ms=10, concurrency=100),
 ]
 
 #: Seconds the idle scenario measures (after one second of settling).
@@ -97,9 +110,9 @@ IDLE_WINDOW = 5.0
 
 
 def fits(scenario: Scenario, lib: str) -> bool:
-    """Whether ``lib`` runs in ``scenario``: the C client is a client only, for the
-    modes it has; a scenario may name its libraries (say, an API only one has)."""
-    if scenario.libs and lib not in scenario.libs:
+    """Whether ``lib`` runs in ``scenario``: one of the scenario's libraries, and the
+    C client only as a client, for the modes it has."""
+    if lib not in scenario.libs:
         return False
     if lib == REFERENCE:
         return scenario.kind == "client" and scenario.mode in cbuild.MODES
@@ -284,7 +297,9 @@ class Cell:
             if not admin.wait_for("drain", lambda row: row[0] == sc.jobs, 30, 0.02):
                 raise RuntimeError(f"gearmand does not show {sc.jobs} queued jobs")
             workers = [spawn([CELL, "--role", "worker", "--lib", self.lib, "--address",
-                              server.address, "--task", "drain"], self.lib, log, self.tree)
+                              server.address, "--task", "drain", "--sleep-ms",
+                              str(sc.sleep_ms), "--concurrency", str(sc.concurrency)],
+                             self.lib, log, self.tree)
                        for _ in range(sc.lib_workers)]
             procs.extend(workers)
             for worker in workers:
@@ -352,10 +367,12 @@ def plan(scenarios: Sequence[Scenario], libs: Sequence[str],
     (each scenario with the libraries that fit it)."""
     for rep in range(repeat):
         for index, scenario in enumerate(scenarios):
-            shift = (rep + index) % len(libs)
-            for lib in list(libs[shift:]) + list(libs[:shift]):
-                if fits(scenario, lib):
-                    yield scenario, lib, rep
+            mine = [lib for lib in libs if fits(scenario, lib)]
+            if not mine:
+                continue
+            shift = (rep + index) % len(mine)
+            for lib in mine[shift:] + mine[:shift]:
+                yield scenario, lib, rep
 
 
 def describe_cell(result: Dict[str, Any]) -> str:
@@ -419,7 +436,10 @@ def versions() -> Dict[str, str]:
     code = {"gearman": "import gearman; print(gearman.__version__)",
             "pygearman": "import importlib.metadata as m; print(m.version('pygearman'))",
             "gear": "import importlib.metadata as m; print(m.version('gear'))",
-            "bare": "print('protocol only')"}
+            "bare": "print('protocol only')",
+            "gearman-aio": "import gearman.aio, gearman; print(gearman.__version__)",
+            "aiogear": "import importlib.metadata as m; print(m.version('aiogear'))",
+            "to_thread": "import gearman; print(gearman.__version__)"}
     found[REFERENCE] = cbuild.version()
     for lib, snippet in code.items():
         proc = subprocess.run([python(), "-c", snippet], env=lib_env(lib), cwd=BENCH,
@@ -556,12 +576,38 @@ def targets(summary: Dict[str, Dict[str, Any]]) -> List[Tuple[str, str, Optional
     versus("sequential", 1.3, "sequential round trips")
     versus("sequential", 0.9, "sequential round trips", REFERENCE)
     versus("worker-1", 3, "one worker draining")
+    asyncio_targets(summary, out)
     if "idle" in summary and "median" in summary["idle"].get("gearman", {}):
         row = summary["idle"]["gearman"]
         out.append(("idle: waiting client and worker < 1% of a core",
                     f"client {row['max']:.2f}%, worker {row['worker_max']:.2f}% (max of runs)",
                     row["max"] < 1 and row["worker_max"] < 1))
     return out
+
+
+def asyncio_targets(summary: Dict[str, Dict[str, Any]],
+                    out: List[Tuple[str, str, Optional[bool]]]) -> None:
+    """Issue 13's targets: the async batch against the blocking batch of the same run
+    (and beside aiogear and the to_thread workaround), the I/O-bound async worker
+    against its ideal (concurrency / job time)."""
+    blocking = _get(summary, "async-batch", "gearman")
+    for scenario, what in (("async-batch", "gather of submit_job"),
+                           ("async-multi", "submit_multiple_jobs")):
+        ours = _get(summary, scenario, "gearman-aio")
+        if ours and blocking:
+            peers = ", ".join(f"{lib} {_get(summary, 'async-batch', lib):,.0f}"
+                              for lib in ("aiogear", "to_thread")
+                              if _get(summary, "async-batch", lib))
+            out.append((f"async batch of 20,000 ({what}): >= 0.8x the blocking batch",
+                        f"{ours / blocking:.2f}x ({ours:,.0f} vs {blocking:,.0f} jobs/s"
+                        f"{'; ' + peers if peers else ''})", ours >= 0.8 * blocking))
+    worker = next((s for s in SCENARIOS if s.name == "async-worker-io"), None)
+    rate = _get(summary, "async-worker-io", "gearman-aio")
+    if worker is not None and rate:
+        ideal = worker.concurrency / (worker.sleep_ms / 1000)
+        out.append(("async worker, 10 ms jobs, concurrency 100: >= half the ideal",
+                    f"{rate / ideal:.2f} of {ideal:,.0f} jobs/s ({rate:,.0f})",
+                    rate >= ideal / 2))
 
 
 NOTES = """\
@@ -714,9 +760,9 @@ def scaling_chart(scenarios: Sequence[Scenario], libs: Sequence[str],
     series = [s for s in scenarios if s.group == "scaling"]
     if len(series) < 2:
         return None
-    points = {lib: [(s.jobs, summary[s.name].get(lib, {}).get("median"),
-                     summary[s.name].get(lib, {}).get("rss_mib")) for s in series]
-              for lib in libs}
+    points = {lib: [(s.jobs, summary[s.name][lib].get("median"),
+                     summary[s.name][lib].get("rss_mib")) for s in series]
+              for lib in libs if all(lib in summary[s.name] for s in series)}
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -776,7 +822,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="a tenth of the jobs and one run per cell (development)")
     parser.add_argument("--scenarios", help="comma-separated names or groups: " + ", ".join(
-        [s.name for s in SCENARIOS] + ["scaling", "worker"]))
+        [s.name for s in SCENARIOS] + ["scaling", "worker", "async"]))
     parser.add_argument("--libs", default=",".join(LIBS), help="comma-separated libraries")
     parser.add_argument("--repeat", type=int, help="runs per cell (default 3; 1 with --quick)")
     parser.add_argument("--profile", action="store_true",

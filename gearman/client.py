@@ -9,19 +9,20 @@ the argument checks live in :mod:`gearman.request_checks`; the server order in
 from __future__ import annotations
 
 from time import monotonic as _monotonic
-from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence,
+from typing import (TYPE_CHECKING, Callable, Iterable, List, Optional, Sequence,
                     Union, cast, overload)
 
-from gearman import errors, request_fate
+from gearman import client_queries, errors, request_fate
 from gearman.client_handler import GearmanClientCommandHandler, StatusQuery
+from gearman.client_rules import ClientRules
 from gearman.connection import GearmanConnection
 from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import (DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE,
-                               MAX_UNIQUE_LENGTH, PRIORITY_NONE)
+                               PRIORITY_NONE)
 from gearman.job import GearmanJobRequest
+from gearman.request_checks import (MAX_HANDLE_LENGTH, as_request_list,
+                                    check_handle, resolve_timeout)
 from gearman.submit_paths import ShortPaths, send_new
-from gearman.request_checks import (MAX_HANDLE_LENGTH, RequestMaker, as_request_list,
-                                    check_batch, check_handle, make_requests, resolve_timeout)
 from gearman.shapes import HostItem, JobDict, JobStatus, Name, Payload, When
 from gearman.util import Deadline, to_bytes, to_text
 
@@ -36,7 +37,7 @@ __all__ = ["GearmanClient", "MAX_HANDLE_LENGTH", "resolve_timeout"]
 RECENTLY_HEARD = 0.001
 
 
-class GearmanClient(GearmanConnectionManager):
+class GearmanClient(ClientRules[GearmanConnection], GearmanConnectionManager):
     """Submits jobs to gearmand servers and collects their results.
 
     :param host_list: servers, as ``'host:port'``, ``('host', port)``, ``'[::1]:4730'``
@@ -47,25 +48,16 @@ class GearmanClient(GearmanConnectionManager):
     """
 
     command_handler_class = GearmanClientCommandHandler
-    #: Losing an established connection costs its requests a try, not the server its
-    #: next connect: a retry (``max_retries``) reconnects at once; only a refused
-    #: connect backs the server off.
-    backoff_after_drop = False
 
     def __init__(self, host_list: Optional[Iterable[HostItem]] = None,
                  random_unique_bytes: int = 16, *,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, keepalive: bool = False,
                  max_packet_size: int = DEFAULT_MAX_PACKET_SIZE, trace: bool = False) -> None:
-        self._maker = RequestMaker(random_unique_bytes)  # checked before anything else
-        super().__init__(host_list, connect_timeout=connect_timeout, keepalive=keepalive,
-                         max_packet_size=max_packet_size, trace=trace)
+        super().__init__(host_list, random_unique_bytes, connect_timeout=connect_timeout,
+                         keepalive=keepalive, max_packet_size=max_packet_size, trace=trace)
         self._updated: List[GearmanJobRequest] = []
         self._retries: List[GearmanJobRequest] = []
         self._queries_done: List[StatusQuery] = []
-
-    @property
-    def random_unique_bytes(self) -> int:
-        return self._maker.random_unique_bytes
 
     # -- reported by handlers (see gearman.seams.ClientOwner) ---------------------------
     def note_updated(self, request: GearmanJobRequest) -> None:
@@ -74,12 +66,9 @@ class GearmanClient(GearmanConnectionManager):
     def note_status(self, query: StatusQuery) -> None:
         self._queries_done.append(query)
 
-    def note_lost(self, request: GearmanJobRequest) -> None:
-        """The connection ``request`` depended on failed: the request fate decides;
-        a retry is sent by whichever call polls next (submit, wait or status)."""
-        if request_fate.lose(request) == request_fate.RETRY:
-            self._retries.append(request)
-        self.note_updated(request)
+    def _retry_due(self, request: GearmanJobRequest) -> None:
+        """Sent by whichever call polls next (submit, wait or status)."""
+        self._retries.append(request)
 
     # -- submitting ----------------------------------------------------------------------
     def submit_job(self, task: Name, data: Payload, unique: Optional[Name] = None,
@@ -113,9 +102,7 @@ class GearmanClient(GearmanConnectionManager):
                                              poll_timeout=poll_timeout, timeout=timeout)[0]
         # The one-job path: the same checks, no batch around it, one wait.
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
-        check_batch((), background, max_retries)  # the options; make() checks the job
-        request = self._maker.make(job, 0, background, max_retries, self.job_class,
-                                   self.job_request_class, self.encode_payload)
+        request = self._make_requests([job], background, max_retries)[0]
         self._submit_new([request], wait_until_complete, deadline, paths)
         return request
 
@@ -126,21 +113,13 @@ class GearmanClient(GearmanConnectionManager):
         """Submit a list of job dicts (``task``, ``data``, optional ``unique``,
         ``priority``) and return their requests in order."""
         poll_timeout = resolve_timeout(poll_timeout, timeout)
-        requests = make_requests(self._maker, jobs_to_submit, background, max_retries,
-                                 self.job_class, self.job_request_class, self.encode_payload)
+        requests = self._make_requests(jobs_to_submit, background, max_retries)
         paths = ShortPaths.of(self, GearmanClient)
         if not paths.batch:
             return self.submit_multiple_requests(requests, wait_until_complete=wait_until_complete,
                                                  poll_timeout=poll_timeout)
         self._submit_new(requests, wait_until_complete, Deadline(poll_timeout), paths)
         return requests
-
-    def _create_request_from_dictionary(self, job_info: JobDict, background: bool = False,
-                                        max_retries: int = 0,
-                                        index: int = 0) -> GearmanJobRequest:
-        """2.x name: check one job dict and build its request (nothing is sent)."""
-        return self._maker.make(job_info, index, background, max_retries, self.job_class,
-                                self.job_request_class, self.encode_payload)
 
     def submit_multiple_requests(self, job_requests: Sequence[GearmanJobRequest],
                                  wait_until_complete: bool = True,
@@ -155,8 +134,7 @@ class GearmanClient(GearmanConnectionManager):
         needs_sending = request_fate.needs_sending
         for request in requests:
             if needs_sending(request):
-                request.reset()
-                request.connection_attempts = 0
+                self._begin_submission(request)
                 self.send_job_request(request)
         self._wait_through_overrides(requests, wait_until_complete, deadline)
         return requests
@@ -187,13 +165,7 @@ class GearmanClient(GearmanConnectionManager):
                 # heard from within RECENTLY_HEARD (optimisations.md, row 13).
                 self.poll_connections_once(connections, 0)
                 break
-        pool = self.server_pool
-        if not any(c.connected or pool.is_due(c) for c in connections):
-            # Every server is down and backed off: give each one fresh try now (its
-            # backoff then holds for the rest of the call, so 100,000 requests cost one
-            # connect attempt per server, not 100,000).  Otherwise the backoff stands,
-            # and requests fail over to the live servers without waiting on dead ones.
-            pool.forget_backoff()
+        self._give_all_servers_a_try()
 
     def _wait_through_overrides(self, requests: List[GearmanJobRequest],
                                 wait_until_complete: bool, deadline: Deadline) -> None:
@@ -208,42 +180,28 @@ class GearmanClient(GearmanConnectionManager):
         """The live connection ``current_request`` should use; connects if needed.
         Servers that refuse are skipped (backed off), without using up a try.  A
         retry starts at the server after the one that dropped the request."""
-        connections = self.connection_list
+        connections = self.server_pool.connections  # (once per job: not the property)
         if len(connections) == 1 and connections[0].connected:
             return connections[0]  # type: ignore[no-any-return]
-        if not connections:
-            raise errors.ServerUnavailable("GearmanClient has no servers in its host_list")
-        job = current_request.job
-        for connection in self.server_pool.candidates(job.unique, after=job.connection):
+        for connection in self._candidate_connections(current_request):
             if self.establish_connection(connection):
-                return connection  # type: ignore[no-any-return]
-        servers = ", ".join(c.address for c in self.connection_list)
-        raise errors.ServerUnavailable(f"no gearmand reachable among {servers}")
+                return connection
+        raise self._no_server()
 
     def send_job_request(self, current_request: GearmanJobRequest) -> None:
         """Send one request on the server it belongs to; mark it failed if none is up."""
         try:
             connection = self.establish_request_connection(current_request)
         except errors.ServerUnavailable as exc:
-            self.log.warning("job %s (%s): %s", current_request.job.unique,
-                             current_request.job.task, exc)
-            request_fate.give_up(current_request)
-            self.note_updated(current_request)
+            self._unreachable(current_request, exc)
             return
-        current_request.connection_attempts += 1
-        current_request.job.connection = connection
-        self.server_pool.handler_for(connection).send_job_request(current_request)
+        self._send_on(connection, current_request)
 
     def _send_retries(self) -> None:
         """Send again the requests whose connection failed while they had tries left."""
         retries, self._retries = self._retries, []
         for request in retries:
-            if request_fate.is_retry_due(request):  # not resubmitted by the caller meanwhile
-                request_fate.prepare_retry(request)
-                self.log.info("retrying job %s (%s) after %s dropped it, try %d of %d",
-                              request.job.unique, request.job.task,
-                              getattr(request.job.connection, "address", "?"),
-                              request.connection_attempts + 1, request.max_connection_attempts)
+            if self._prepare_retry(request):  # not resubmitted by the caller meanwhile
                 self.send_job_request(request)
 
     def shutdown(self) -> None:
@@ -345,57 +303,12 @@ class GearmanClient(GearmanConnectionManager):
         """GET_STATUS for each request, on the connection that accepted it."""
         requests = as_request_list(job_requests)
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
-        for request in requests:
-            if request.job.handle is None or request.accepted_by is None:
-                raise errors.InvalidClientState(f"job {request.job.unique!r} has no handle yet; "
-                                                "submit it before asking its status")
+        self._check_submitted(requests)
         self.poll_connections_once(self.connection_list, 0)  # notice closed connections
-        queries = []
-        for request in requests:
-            request.timed_out = False
-            connection = request.accepted_by
-            handler = self.server_pool.handler_for(connection)
-            if handler is None or connection is None or not connection.connected:
-                self.note_lost(request)  # lost unnoticed (or noted: counted once)
-                continue
-            query = StatusQuery(to_bytes(request.job.handle or "", "handle"), request)
-            handler.send_get_status(query)
-            queries.append(query)
+        queries = self._send_status_queries(requests)
         for query in self._wait_queries(queries, deadline):
             query.request.timed_out = True
         return requests
-
-    def _server_connection(self, server: Optional[HostItem],
-                           unique: Optional[str] = None) -> Optional[GearmanConnection]:
-        if server is None:
-            if unique is not None:
-                order: List[GearmanConnection] = self.server_pool.failover_order(unique)
-                return order[0] if order else None
-            if len(self.connection_list) == 1:
-                return self.connection_list[0]
-            raise ValueError("server is required: this client has several servers, and a "
-                             "job handle is only meaningful on the server that issued it")
-        return self.connection_named(server)
-
-    def _query(self, connection: Optional[GearmanConnection], query: StatusQuery, send: str,
-               deadline: Deadline) -> Dict[str, Any]:
-        if connection is None:
-            raise errors.ServerUnavailable("GearmanClient has no servers in its host_list")
-        if connection.connected:  # notice a close by a restarted server before sending
-            self.poll_connections_once([connection], 0)
-        if not connection.connected and not self.establish_connection(connection):
-            raise errors.ConnectionError(connection.gearman_host, connection.gearman_port,
-                                         "server is down")
-        getattr(self.server_pool.handler_for(connection), send)(query)
-        if self._wait_queries([query], deadline):
-            raise errors.InvalidClientState(f"gearmand at {connection.address} did not answer "
-                                            f"{send[5:].upper()} in time")
-        if query.result is None:
-            raise errors.ConnectionError(connection.gearman_host, connection.gearman_port,
-                                         "connection lost while waiting for the answer")
-        if "error" in query.result:
-            raise query.result["error"]
-        return query.result
 
     def get_job_status_by_handle(self, handle: Name, server: Optional[HostItem] = None,
                                  poll_timeout: Optional[float] = None, *,
@@ -404,31 +317,31 @@ class GearmanClient(GearmanConnectionManager):
         ``known``, ``running``, ``numerator``, ``denominator``, ``time_received``."""
         raw = check_handle(handle)
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
-        connection = self._server_connection(server)
-        return cast(JobStatus, self._query(connection, StatusQuery(raw), "send_get_status",
-                                           deadline))
+        connection = client_queries.server_for(self, server)
+        answer = client_queries.ask(self, connection, StatusQuery(raw), "send_get_status",
+                                    deadline)
+        return cast(JobStatus, answer)
 
     def get_job_status_by_unique(self, unique: Name, server: Optional[HostItem] = None,
                                  poll_timeout: Optional[float] = None, *,
                                  timeout: Optional[float] = None) -> JobStatus:
         """GET_STATUS_UNIQUE: status of a job by unique id, on the server that unique
         hashes to (or ``server``).  Adds ``waiting_clients`` to the status keys."""
-        raw = to_bytes(unique, "unique")
-        if not raw or len(raw) > MAX_UNIQUE_LENGTH or b"\0" in raw:
-            raise ValueError(f"unique must be 1 to {MAX_UNIQUE_LENGTH} bytes without NUL")
+        raw = self._unique_key(unique)
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
-        connection = self._server_connection(server, to_text(raw))
-        return cast(JobStatus, self._query(connection, StatusQuery(raw),
-                                           "send_get_status_unique", deadline))
+        connection = client_queries.server_for(self, server, to_text(raw))
+        answer = client_queries.ask(self, connection, StatusQuery(raw), "send_get_status_unique",
+                                    deadline)
+        return cast(JobStatus, answer)
 
     def echo(self, data: Name = b"ping", server: Optional[HostItem] = None,
              poll_timeout: Optional[float] = 5.0, *, timeout: Optional[float] = None) -> bytes:
         """ECHO_REQ round trip; returns what the server echoed."""
         deadline = Deadline(resolve_timeout(poll_timeout if timeout is None else None, timeout))
-        connection = self._server_connection(server)
-        result = self._query(connection, StatusQuery(to_bytes(data, "data")), "send_echo",
-                             deadline)
-        return bytes(result["data"])
+        connection = client_queries.server_for(self, server)
+        answer = client_queries.ask(self, connection, StatusQuery(to_bytes(data, "data")),
+                                    "send_echo", deadline)
+        return bytes(answer["data"])
 
     def _wait_queries(self, queries: List[StatusQuery], deadline: Deadline) -> List[StatusQuery]:
         """Poll until every query is answered; returns those that were not."""

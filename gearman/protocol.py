@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from gearman.constants import DEFAULT_MAX_PACKET_SIZE, PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NONE
 from gearman.errors import ProtocolError, UnknownCommandError
@@ -164,7 +164,9 @@ class Packet:
             raise TypeError(f"{command.name} takes arguments {names}, got {tuple(args)}")
         values = tuple(args[name] for name in names)
         validate_args(command, values)
-        return cls(command, values, magic)
+        # The packet keeps its own immutable copy: a caller's bytearray or memoryview
+        # stays theirs, and the packet stays hashable.
+        return cls(command, tuple(v if type(v) is bytes else bytes(v) for v in values), magic)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Packet):
@@ -195,7 +197,9 @@ def validate_args(command: Command, args: Tuple[bytes, ...]) -> None:
         if type(value) is not bytes and not isinstance(value, (bytearray, memoryview)):
             raise TypeError(f"{command.name} argument {names[position]} must be bytes, "
                             f"got {type(value).__name__}")
-        if position < last and NULL in value:
+        # ``NULL in memoryview`` compares items, never finds a NUL: test its bytes.
+        if position < last and NULL in (value.tobytes() if isinstance(value, memoryview)
+                                        else value):
             raise ValueError(f"{command.name} argument {names[position]} must not contain "
                              "a NUL byte")
 
@@ -211,6 +215,8 @@ def pack_header_and_body(command: Command, args: Tuple[bytes, ...], magic: bytes
     """Header and body separately, so a large payload is never copied into a new buffer.
 
     The body is ``args`` joined by NULs except that the last argument is left out:
+    it is returned as ``bytes`` (a ``bytearray``/``memoryview`` is copied once, so
+    the caller's object is never queued, grown or trimmed);
     the returned header counts it, and the caller sends it after the body.  The
     arguments are checked as :func:`validate_args` does (every packet sent passes
     here, so the common case costs one join and one count; a bad argument is
@@ -222,8 +228,13 @@ def pack_header_and_body(command: Command, args: Tuple[bytes, ...], magic: bytes
     if count == 0:
         return HEADER.pack(magic, command, 0), b""
     last = args[-1]
-    if type(last) is not bytes and not isinstance(last, (bytearray, memoryview)):
-        _reject(command, args)
+    if type(last) is not bytes:
+        if not isinstance(last, (bytearray, memoryview)):
+            _reject(command, args)
+        # Copy what the caller still owns (bytes are immutable: never copied).  A
+        # queued bytearray would be appended to and trimmed in the caller's hands,
+        # and a memoryview's len() counts items, not bytes.
+        last = bytes(last)
     if count == 1:
         return HEADER.pack(magic, command, len(last)), last
     try:
@@ -443,3 +454,15 @@ def parse_err_line(text: str) -> Tuple[str, str]:
     code = parts[1] if len(parts) > 1 else ""
     message = parts[2].replace("+", " ") if len(parts) > 2 else ""
     return code, message
+
+
+# python-gearman 2.0.2's module-level names (GEARMAN_COMMAND_*, pack_binary_command,
+# ...) live in gearman.protocol_compat, loaded on first use of one of them here.
+if TYPE_CHECKING:
+    from gearman.protocol_compat import *  # noqa: F403
+else:
+    def __getattr__(name: str) -> Any:
+        from gearman import protocol_compat
+        if name in protocol_compat.__all__:
+            return getattr(protocol_compat, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -181,7 +181,11 @@ class RequestMaker:
         if priority is not None and priority not in PRIORITIES:
             raise ValueError("priority must be PRIORITY_NONE, PRIORITY_LOW or PRIORITY_HIGH, "
                              f"got {priority!r}")
-        unique = self.unique(job_info.get("unique"))
+        unique = job_info.get("unique")  # the common case (none given) without a call
+        if unique is None or unique == "" or unique == b"":
+            unique = self.random_unique()
+        else:
+            unique = check_unique(unique)
         data = job_info["data"]
         job = job_class(None, None, task, unique, data)  # 2.x signature, for subclasses
         when, reducer = job_info.get("when"), job_info.get("reducer")

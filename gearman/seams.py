@@ -21,7 +21,7 @@ from gearman.shapes import Payload
 if TYPE_CHECKING:
     from gearman.admin_client_handler import AdminQuery
     from gearman.client_handler import StatusQuery
-    from gearman.job import GearmanJobRequest
+    from gearman.job import GearmanJob, GearmanJobRequest
     from gearman.worker_handler import GearmanWorkerCommandHandler
 
 
@@ -91,3 +91,13 @@ class AdminOwner(HandlerOwner, Protocol):
 
     def note_status(self, query: AdminQuery) -> None:
         """``query`` got its reply (or its connection died)."""
+
+
+class JobObserver(Protocol):
+    """What a worker tells an observer (``GearmanWorker.add_job_observer``), on the
+    thread doing the job: gearman.metrics.instrument_worker is one."""
+
+    def job_started(self, job: GearmanJob) -> None: ...
+
+    def job_finished(self, job: GearmanJob, outcome: str) -> None:
+        """``outcome``: ``'complete'``, ``'fail'`` or ``'exception'``."""

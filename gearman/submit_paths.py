@@ -19,8 +19,8 @@ from gearman.job import GearmanJobRequest
 
 #: The client methods a short path may skip.
 SKIPPABLE = ("submit_multiple_jobs", "submit_multiple_requests", "_create_request_from_dictionary",
-             "send_job_request", "establish_request_connection", "wait_until_jobs_accepted",
-             "wait_until_jobs_completed")
+             "send_job_request", "establish_request_connection", "_send_on",
+             "_begin_submission", "wait_until_jobs_accepted", "wait_until_jobs_completed")
 
 
 class ShortPaths:
@@ -41,13 +41,14 @@ class ShortPaths:
         #: submit_multiple_jobs may skip submit_multiple_requests
         self.batch = not own(client_class, ("submit_multiple_requests",), base)
         #: a first send to the only server may go straight to its handler
-        self.send = not own(client_class, ("send_job_request", "establish_request_connection"),
-                            base)
+        self.send = not own(client_class, ("send_job_request", "establish_request_connection",
+                                           "_send_on"), base)
         #: one wait for completion instead of "accepted" then "completed"
         self.one_wait = not own(client_class, ("wait_until_jobs_accepted",
                                                "wait_until_jobs_completed"), base)
         #: a new request needs no reset() before its first send
-        self.no_reset = not own(request_class, ("reset",), GearmanJobRequest)
+        self.no_reset = not (own(request_class, ("reset",), GearmanJobRequest)
+                             or own(client_class, ("_begin_submission",), base))
 
     @classmethod
     def of(cls, client: Any, base: Any) -> ShortPaths:
@@ -68,10 +69,11 @@ def send_new(client: Any, requests: List[GearmanJobRequest], paths: ShortPaths) 
     """Send requests ``client`` has just built: a first send, so nothing to resubmit."""
     if not paths.no_reset:
         for request in requests:  # 2.x initialize_request: called before each send
-            request.reset()
+            client._begin_submission(request)
     connections = client.connection_list
     if paths.send and len(connections) == 1 and connections[0].connected:
-        # What send_job_request does for a first send to the only server, once per batch.
+        # What send_job_request (ClientRules._send_on) does for a first send to the
+        # only server, the handler looked up once per batch.
         connection = connections[0]
         send = client.server_pool.handler_for(connection).send_job_request
         for request in requests:

@@ -6,59 +6,42 @@ server is reconnected with capped, jittered backoff and re-registered.
 from __future__ import annotations
 
 import collections
+import logging
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Tuple
 
 from gearman import errors
+from gearman.connection import GearmanConnection
 from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import DEFAULT_WORKER_POLL_TIMEOUT
-from gearman.protocol import Command
-from gearman.connection import GearmanConnection
 from gearman.job import GearmanJob
-from gearman.shapes import ExcInfo, Name, Number, Payload
-from gearman.util import Backoff, check_name, to_bytes, to_text
+from gearman.protocol import Command
+from gearman.seams import JobObserver
+from gearman.shapes import ExcInfo, Number, Payload
 from gearman.worker_handler import GearmanWorkerCommandHandler
+from gearman.worker_rules import (WorkerRules, exception_fields, exception_text, status_fields,
+                                  takes_worker_argument)
 
-if TYPE_CHECKING:
-    from gearman.seams import WorkerOwner
+__all__ = ["GearmanWorker", "UPDATE_SEND_TIMEOUT", "takes_worker_argument"]
 
 #: How long send_job_data/status/warning may wait for a slow server.
 UPDATE_SEND_TIMEOUT = 30.0
+#: A job's final command, as job observers name it.
+_OUTCOMES = {Command.WORK_COMPLETE: "complete", Command.WORK_FAIL: "fail",
+             Command.WORK_EXCEPTION: "exception"}
 
 
-def _takes_worker_argument(callback: Callable[..., Any]) -> bool:
-    """True for 2.0.2's ``callback(worker, job)``, False for the README's ``callback(job)``."""
-    import inspect  # here, not at import time: it costs every process 2.5 MiB
-
-    try:
-        parameters = list(inspect.signature(callback).parameters.values())
-    except (TypeError, ValueError):
-        return True
-    positional = [p for p in parameters
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if any(p.kind == p.VAR_POSITIONAL for p in parameters):
-        return True
-    required = [p for p in positional if p.default is p.empty]
-    return len(required or positional) >= 2
-
-
-class GearmanWorker(GearmanConnectionManager):
+class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
     """Registers functions with gearmand servers and runs the jobs they hand out."""
 
     command_handler_class = GearmanWorkerCommandHandler
     #: seconds an unanswered GRAB may hold up grabbing from the other servers
     grab_patience = 1.0
-    closed_error = errors.InvalidWorkerState
 
     def __init__(self, host_list: Any = None, **options: Any) -> None:
         super().__init__(host_list, **options)
-        self.reconnect_backoff = Backoff(base=0.1, cap=2.0)
-        self.worker_abilities: Dict[str, Callable[..., Any]] = {}
-        self.worker_client_id: Optional[str] = None
-        self._timeouts: Dict[str, Optional[float]] = {}
-        self._pass_worker: Dict[str, bool] = {}
         self._jobs: Deque[Tuple[Any, Any]] = collections.deque()
         self._current_job: Any = None
         #: the job whose final answer (COMPLETE, FAIL, EXCEPTION) went out last
@@ -69,54 +52,8 @@ class GearmanWorker(GearmanConnectionManager):
         self._work_thread: Optional[int] = None
         #: registrations the work loop sends next (made from another thread or a callback)
         self._pending_sends: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque()
-
-    # -- configuration ------------------------------------------------------------------
-    def set_client_id(self, client_id: Name) -> None:
-        """Name this worker in gearmand's ``workers`` list (no whitespace, 127 bytes at most)."""
-        raw = check_name(client_id, "client_id")
-        if any(ch in raw for ch in b" \t\r\n"):
-            raise ValueError(f"client_id {client_id!r} must not contain whitespace: gearmand's "
-                             "workers list would be ambiguous")
-        if len(raw) > 127:
-            raise ValueError(f"client_id is {len(raw)} bytes; gearmand keeps 127")
-        self.worker_client_id = to_text(raw)
-        self._broadcast("send_client_id", raw)
-
-    def register_task(self, task: Name, callback_function: Callable[..., Payload],
-                      timeout: Optional[float] = None) -> Name:
-        """Register ``callback_function`` for ``task``.
-
-        The callback is called as ``callback(job)`` or ``callback(worker, job)``
-        (by its signature); its return value, encoded with :attr:`data_encoder`,
-        is the job's result.  ``timeout`` (seconds) sends CAN_DO_TIMEOUT: gearmand
-        then re-queues a job this worker holds longer (it does not fail it).
-        """
-        name = to_text(check_name(task, "task"))
-        if not callable(callback_function):
-            raise TypeError(f"callback_function for task {name!r} must be callable, got "
-                            f"{type(callback_function).__name__}")
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-                raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-        self.worker_abilities[name] = callback_function
-        self._timeouts[name] = timeout
-        self._pass_worker[name] = _takes_worker_argument(callback_function)
-        self._broadcast("send_ability", name, timeout)
-        return task
-
-    def unregister_task(self, task: Name) -> Name:
-        """Stop taking ``task`` (CANT_DO for that task alone)."""
-        name = to_text(check_name(task, "task"))
-        self.worker_abilities.pop(name, None)
-        self._timeouts.pop(name, None)
-        self._pass_worker.pop(name, None)
-        self._broadcast("send_cant_do", name)
-        return task
-
-    def handler_initial_state(self) -> Dict[str, object]:
-        client_id = self.worker_client_id
-        return {"abilities": dict(self._timeouts),
-                "client_id": client_id.encode("utf-8", "surrogateescape") if client_id else None}
+        #: told ``job_started(job)`` and ``job_finished(job, outcome)`` (add_job_observer)
+        self._job_observers: List[JobObserver] = []
 
     # -- the work loop --------------------------------------------------------------------
     def work(self, poll_timeout: Optional[float] = DEFAULT_WORKER_POLL_TIMEOUT) -> None:
@@ -128,7 +65,8 @@ class GearmanWorker(GearmanConnectionManager):
         """
         if poll_timeout is not None and poll_timeout < 0:
             raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
-        self._stop_requested = False
+        # _stop_requested is not cleared here: a shutdown() that ran before this
+        # point (another thread, or before work() was called) ends this work() at once.
         reconnect_hook_overridden = (type(self).establish_worker_connections
                                      is not GearmanWorker.establish_worker_connections)
         self._work_thread = threading.get_ident()
@@ -166,6 +104,7 @@ class GearmanWorker(GearmanConnectionManager):
             self._stop_requested = True  # no GRAB while the last results are flushed
             self._working = False
             self._finish_and_close()
+            self._stop_requested = False  # the request is used up: a later work() runs
 
     def establish_worker_connections(self) -> List[GearmanConnection]:
         """Connect every server that is down and due for another try."""
@@ -177,9 +116,10 @@ class GearmanWorker(GearmanConnectionManager):
     def shutdown(self) -> None:
         """Stop: inside ``work()`` (a callback, hook, signal handler or another
         thread) it ends the loop after the current job; otherwise it closes
-        every connection now."""
+        every connection now, and the next ``work()`` returns at once (so a
+        shutdown() from another thread that wins the race with work() is kept)."""
+        self._stop_requested = True
         if self._working:
-            self._stop_requested = True
             self.wakeup()
             return
         super().shutdown()
@@ -196,6 +136,21 @@ class GearmanWorker(GearmanConnectionManager):
         self.flush_connections(self.connection_list, UPDATE_SEND_TIMEOUT)
         super().shutdown()
 
+    def add_job_observer(self, observer: JobObserver) -> None:
+        """Tell ``observer.job_started(job)`` before a job's callback runs and
+        ``observer.job_finished(job, outcome)`` when its final answer is sent
+        (outcome ``'complete'``, ``'fail'`` or ``'exception'``), on the thread
+        doing the job.  An observer that raises is logged, never fails the job.
+        gearman.metrics.instrument_worker uses this."""
+        self._job_observers.append(observer)
+
+    def _tell_observers(self, event: str, *args: Any) -> None:
+        for observer in self._job_observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:
+                self.log.exception("job observer %r failed on %s", observer, event)
+
     # -- hooks ----------------------------------------------------------------------------
     def after_poll(self, any_activity: bool) -> bool:
         """Called after every poll pass; return False to end :meth:`work`."""
@@ -208,23 +163,17 @@ class GearmanWorker(GearmanConnectionManager):
     def on_job_execute(self, current_job: GearmanJob) -> bool:
         """Run the job's callback and route its outcome to the two hooks below."""
         try:
-            callback = self.worker_abilities[current_job.task]
-            if self._pass_worker.get(current_job.task, True):
-                job_result = callback(self, current_job)
-            else:
-                job_result = callback(current_job)
+            callback, arguments = self._callback_call(current_job)
+            job_result = callback(*arguments)
         except Exception:
             return self.on_job_exception(current_job, sys.exc_info())
         return self.on_job_complete(current_job, job_result)
 
     def on_job_exception(self, current_job: GearmanJob, exc_info: ExcInfo) -> bool:
         """Log the traceback and fail the job with WORK_EXCEPTION alone."""
-        exc = exc_info[1]
-        self.log.error("job %s (task %r) from %s raised %s", current_job.handle,
-                       current_job.task, _server(current_job), type(exc).__name__,
-                       exc_info=exc_info)
+        self._log_job_exception(current_job, exc_info)
         if not self.job_finished(current_job):
-            self.send_job_exception(current_job, f"{type(exc).__name__}: {exc}")
+            self.send_job_exception(current_job, exception_text(exc_info[1]))
         return True
 
     def on_job_complete(self, current_job: GearmanJob, job_result: Payload) -> bool:
@@ -234,8 +183,7 @@ class GearmanWorker(GearmanConnectionManager):
         try:
             self.send_job_complete(current_job, job_result)
         except Exception as exc:  # any encoder failure: fail this job, keep working
-            self.log.error("job %s (task %r): cannot send the result: %s", current_job.handle,
-                           current_job.task, exc)
+            self._log_job(logging.ERROR, current_job, "cannot send the result: %s", exc)
             self.send_job_exception(current_job, f"result not sendable: {exc}")
         return True
 
@@ -254,9 +202,8 @@ class GearmanWorker(GearmanConnectionManager):
     def send_job_status(self, current_job: GearmanJob, numerator: Number, denominator: Number,
                         poll_timeout: Optional[float] = None) -> None:
         """Progress (WORK_STATUS) as two whole numbers, sent before this returns."""
-        fields = (b"%d" % _whole(numerator, "numerator"), b"%d" % _whole(denominator,
-                                                                          "denominator"))
-        self._send_update(current_job, Command.WORK_STATUS, fields, poll_timeout)
+        self._send_update(current_job, Command.WORK_STATUS, status_fields(numerator, denominator),
+                          poll_timeout)
 
     def send_job_complete(self, current_job: GearmanJob, data: Payload,
                           poll_timeout: Optional[float] = None) -> None:
@@ -271,8 +218,7 @@ class GearmanWorker(GearmanConnectionManager):
     def send_job_exception(self, current_job: GearmanJob, data: Payload,
                            poll_timeout: Optional[float] = None) -> None:
         """Failure with a text (WORK_EXCEPTION alone: gearmand 1.1.9+ ends the job on it)."""
-        text = data if isinstance(data, (str, bytes, bytearray)) else str(data)
-        self._send_final(current_job, Command.WORK_EXCEPTION, (to_bytes(text, "data"),))
+        self._send_final(current_job, Command.WORK_EXCEPTION, exception_fields(data))
 
     def job_finished(self, current_job: GearmanJob) -> bool:
         """True once a WORK_COMPLETE, WORK_FAIL or WORK_EXCEPTION was sent for the job."""
@@ -282,9 +228,7 @@ class GearmanWorker(GearmanConnectionManager):
         connection = current_job.connection
         handler = self.server_pool.handler_for(connection)
         if handler is None or not connection.connected:
-            self.log.warning("job %s (task %r): %s not sent, connection to %s is gone; "
-                             "gearmand re-queues the job", current_job.handle, current_job.task,
-                             command.name, _server(current_job))
+            self._log_unsent(current_job, command)
             return False
         try:
             handler.send_command(command, current_job.handle.encode("utf-8", "surrogateescape"),
@@ -303,6 +247,8 @@ class GearmanWorker(GearmanConnectionManager):
             self.flush_connections([current_job.connection], limit)
 
     def _send_final(self, current_job: Any, command: Command, fields: Tuple[bytes, ...]) -> None:
+        if self._job_observers and not self.job_finished(current_job):
+            self._tell_observers("job_finished", current_job, _OUTCOMES[command])
         if current_job is self._finished_job:
             raise errors.InvalidWorkerState(f"job {current_job.handle} (task "
                                             f"{current_job.task!r}) was already finished")
@@ -316,29 +262,14 @@ class GearmanWorker(GearmanConnectionManager):
 
     def on_job_assigned(self, handler: GearmanWorkerCommandHandler, handle: str, task: str,
                         unique: Optional[str], reducer: Optional[str], data: bytes) -> None:
-        try:
-            decoded = self.data_encoder.decode(data)
-        except Exception as exc:  # the data encoder could not decode the payload
-            self.log.error("job %s (task %r) from %s: cannot decode its data: %r", handle, task,
-                           handler.server, exc)
-            handler.send_command(Command.WORK_EXCEPTION, handle.encode("utf-8", "surrogateescape"),
-                                 f"data not decodable: {exc!r}".encode())
-            return
-        job = self.create_job(handler, handle, task, unique, decoded)
-        if reducer is not None:
-            job.reducer = reducer
-        self._jobs.append((handler, job))
+        job = self._assigned_job(handler, handle, task, unique, reducer, data)
+        if job is not None:
+            self._jobs.append((handler, job))
 
     def on_connection_lost(self, handler: GearmanWorkerCommandHandler) -> None:
         if self._forget_jobs(handler):
             self.log.warning("jobs assigned by %s dropped with its connection; gearmand "
                              "re-queues them", handler.server)
-
-    def create_job(self, command_handler: GearmanWorkerCommandHandler, job_handle: str, task: str,
-                   unique: Optional[str], data: Payload) -> GearmanJob:
-        """Build the job object handed to callbacks (2.x hook); ``data`` is already
-        decoded by :attr:`data_encoder`, as in 2.x."""
-        return self.job_class(command_handler.connection, job_handle, task, unique, data)
 
     # -- internals --------------------------------------------------------------------------
     def _live_handlers(self) -> List[Any]:
@@ -427,45 +358,30 @@ class GearmanWorker(GearmanConnectionManager):
 
     def _run_next_job(self) -> None:
         handler, job = self._jobs.popleft()
-        if not job.connection.connected:
-            return
-        if job.task not in self.worker_abilities:
-            # Assigned before gearmand saw our CANT_DO, which re-queued it: no answer.
-            self.log.info("job %s for unregistered task %r from %s not run; gearmand "
-                          "re-queued it on CANT_DO", job.handle, job.task, handler.server)
+        if not self._is_runnable(handler, job):
             return
         self._current_job = job
         self._finished_job = None
+        if self._job_observers:
+            self._tell_observers("job_started", job)
         try:
             self.on_job_execute(job)  # its return value is ignored, as in 2.x
         except Exception as exc:  # an overridden hook failed: fail the job, keep working
-            self.log.error("job %s (task %r): on_job_execute raised %s", job.handle, job.task,
-                           type(exc).__name__, exc_info=True)
+            self._log_job(logging.ERROR, job, "on_job_execute raised %s", type(exc).__name__,
+                          exc_info=True)
             if self._finished_job is not job:
                 self._send_final(job, Command.WORK_EXCEPTION,
-                                 (f"{type(exc).__name__}: {exc}".encode("utf-8", "replace"),))
+                                 (exception_text(exc).encode("utf-8", "replace"),))
         finally:
             self._current_job = None
         if self._finished_job is not job:
-            self.log.error("job %s (task %r) ended without a result; sending WORK_FAIL",
-                           job.handle, job.task)
+            self._log_job(logging.ERROR, job, "ended without a result; sending WORK_FAIL")
             self._send_final(job, Command.WORK_FAIL, ())
         self._finished_job = None  # do not keep the job alive until the next one
 
 
-def _whole(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a whole number, got {type(value).__name__}")
-    if isinstance(value, float) and not value.is_integer():
-        raise ValueError(f"{name} must be a whole number, got {value!r} (gearmand clients "
-                         "parse it as an integer)")
-    return int(value)
-
-
-def _server(job: Any) -> str:
-    return getattr(job.connection, "address", "?")
-
-
 if TYPE_CHECKING:
+    from gearman.seams import WorkerOwner
+
     def _seam_check(worker: GearmanWorker) -> WorkerOwner:
         return worker  # mypy checks that the worker is what its handlers may ask of it

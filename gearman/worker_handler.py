@@ -28,9 +28,26 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
         super().__init__(connection_manager, connection)
         #: the server may have a job for us (true at start and after NOOP)
         self.may_have_work = True
-        #: a GRAB is on the wire and its answer has not come yet, sent at this time
-        self.grab_outstanding = False
+        #: GRABs on the wire whose answers have not come yet (the blocking worker
+        #: sends one at a time; the asyncio worker one per free slot), the last sent
+        #: at this time
+        self.grabs_in_flight = 0
         self.grab_sent_at = 0.0
+
+    @property
+    def grab_outstanding(self) -> bool:
+        """A GRAB is on the wire and its answer has not come yet."""
+        return self.grabs_in_flight > 0
+
+    @grab_outstanding.setter
+    def grab_outstanding(self, value: bool) -> None:
+        self.grabs_in_flight = 1 if value else 0
+
+    def _grab_answered(self) -> bool:
+        """One GRAB got its answer; True if none is left in flight."""
+        if self.grabs_in_flight > 0:
+            self.grabs_in_flight -= 1
+        return self.grabs_in_flight == 0
 
     @property
     def sleeping(self) -> bool:
@@ -73,7 +90,7 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
         self.send_command(Command.SET_CLIENT_ID, client_id)
 
     def grab(self) -> None:
-        self.grab_outstanding = True
+        self.grabs_in_flight += 1
         self.grab_sent_at = time.monotonic()
         self.send_command(self.grab_command)
 
@@ -84,15 +101,16 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
         self.connection_manager.note_may_have_work(self)
 
     def recv_no_job(self) -> None:
-        self.grab_outstanding = False
         self.may_have_work = False
-        # The server answers NOOP at once if a job arrived meanwhile.
-        self.send_command(Command.PRE_SLEEP)
+        if self._grab_answered():
+            # The server answers NOOP at once if a job arrived meanwhile.  (With
+            # GRABs still in flight, the last one's answer decides.)
+            self.send_command(Command.PRE_SLEEP)
         self.connection_manager.note_may_have_work(self)  # try the next server
 
     def _assigned(self, job_handle: bytes, task: bytes, unique: Optional[bytes],
                   reducer: Optional[bytes], data: bytes) -> None:
-        self.grab_outstanding = False
+        self._grab_answered()
         self.connection_manager.on_job_assigned(
             self, handle_text(job_handle),
             task.decode("utf-8", "surrogateescape"),
@@ -124,11 +142,12 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
         # while a GRAB is in flight is the GRAB's answer (a server too old for
         # GRAB_JOB_ALL says INVALID_COMMAND: fall back to GRAB_JOB_UNIQ).
         if self.grab_outstanding and error_code.lower() != b"job_not_found":
-            self.grab_outstanding = False
+            last = self._grab_answered()
             if error_code.upper() == b"INVALID_COMMAND" and \
                     self.grab_command is Command.GRAB_JOB_ALL:
                 self.grab_command = Command.GRAB_JOB_UNIQ
                 self.grab()
                 return
             self.may_have_work = False
-            self.send_command(Command.PRE_SLEEP)
+            if last:
+                self.send_command(Command.PRE_SLEEP)

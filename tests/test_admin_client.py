@@ -19,6 +19,7 @@ from gearman.protocol import RES, Command, Packet, TextLine
 from gearman.testing import GearmandProcess, require_gearmand
 
 WAIT = 10.0  # bound for every wait on an event
+HOLD_LIMIT = 600.0  # a held job: released by teardown, this only bounds a broken one
 WORKER_ID = "admin-test-worker"
 
 
@@ -32,6 +33,7 @@ class Busy:
         self.address = server.address
         self.started = threading.Event()
         self.release = threading.Event()
+        self.jobs_started = 0
         self.handles: Dict[str, str] = {}  # unique -> handle
         self.running_unique = "slow-high"
 
@@ -46,9 +48,18 @@ class Busy:
                 self.handles[unique] = request.job.handle
 
     def slow(self, job: Any) -> bytes:
+        # Held until the module's teardown releases it (an event, not a timer: the
+        # tests' exact counts must not change because the machine was slow).  The
+        # bound only keeps a broken teardown from hanging the run.
+        self.jobs_started += 1
         self.started.set()
-        self.release.wait(WAIT)
+        assert self.release.wait(HOLD_LIMIT), "the held job was never released"
         return b"done"
+
+    def assert_intact(self) -> None:
+        """The scene the tests count on: the first job still held, no other started."""
+        assert self.jobs_started == 1 and not self.release.is_set(), \
+            f"the {type(self).__name__} scene changed: {self.jobs_started} jobs started"
 
     def start_worker(self) -> None:
         self.worker = GearmanWorker([self.address])
@@ -81,8 +92,10 @@ def busy() -> Iterator[Busy]:
 
 @pytest.fixture
 def admin(busy: Busy) -> Iterator[GearmanAdminClient]:
+    busy.assert_intact()
     with GearmanAdminClient([busy.address], poll_timeout=5.0) as client:
         yield client
+    busy.assert_intact()
 
 
 def no_cr_anywhere(value: Any) -> bool:
@@ -99,7 +112,7 @@ def no_cr_anywhere(value: Any) -> bool:
 @pytest.mark.gearmand
 def test_ping_server_returns_the_round_trip_in_seconds(admin):
     seconds = admin.ping_server()
-    assert isinstance(seconds, float) and 0 < seconds < 1
+    assert isinstance(seconds, float) and 0 < seconds < 5
 
 
 @pytest.mark.gearmand
@@ -322,7 +335,7 @@ def test_a_paused_server_raises_within_poll_timeout_and_recovers(gearmand):
                 with pytest.raises(errors.InvalidAdminClientState) as caught:
                     call()
                 elapsed = time.monotonic() - started
-                assert poll_timeout - 0.05 <= elapsed < poll_timeout + 0.5, elapsed
+                assert poll_timeout - 0.05 <= elapsed < poll_timeout + 3.0, elapsed
                 assert gearmand.address in str(caught.value)
         finally:
             gearmand.resume()
@@ -339,7 +352,7 @@ def test_a_dead_server_raises_promptly(gearmand):
             started = time.monotonic()
             with pytest.raises(errors.GearmanError) as caught:
                 call()
-            assert time.monotonic() - started < 1.0
+            assert time.monotonic() - started < 3.0  # not the 5 s poll_timeout
             assert not isinstance(caught.value, errors.AdminCommandError)
             assert str(gearmand.port) in str(caught.value)
 

@@ -20,6 +20,7 @@ from gearman.testing import GearmandProcess, require_gearmand
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 WAIT = 15.0  # bound for every wait
+HOLD_LIMIT = 600.0  # a held job: released by teardown, this only bounds a broken one
 SUBCOMMANDS = ["status", "workers", "version", "ping", "submit", "work", "top", "cancel"]
 
 
@@ -91,6 +92,7 @@ class Scene:
     def __init__(self, server: GearmandProcess) -> None:
         self.server, self.address = server, server.address
         self.started, self.release = threading.Event(), threading.Event()
+        self.jobs_started = 0
         with GearmanClient([self.address]) as client:
             for n in range(3):
                 request = client.submit_job("slow", b"x", unique=f"slow-{n}", background=True,
@@ -106,9 +108,18 @@ class Scene:
         assert self.started.wait(WAIT)
 
     def slow(self, job: Any) -> bytes:
+        # Held until the module's teardown releases it (an event, not a timer: the
+        # tests' exact counts must not change because the machine was slow).  The
+        # bound only keeps a broken teardown from hanging the run.
+        self.jobs_started += 1
         self.started.set()
-        self.release.wait(WAIT)
+        assert self.release.wait(HOLD_LIMIT), "the held job was never released"
         return b"done"
+
+    def assert_intact(self) -> None:
+        """The scene the tests count on: the first job still held, no other started."""
+        assert self.jobs_started == 1 and not self.release.is_set(), \
+            f"the {type(self).__name__} scene changed: {self.jobs_started} jobs started"
 
     def stop(self) -> None:
         self.release.set()
@@ -117,7 +128,7 @@ class Scene:
 
 
 @pytest.fixture(scope="module")
-def scene() -> Iterator[Scene]:
+def scene_for_module() -> Iterator[Scene]:
     require_gearmand()
     with GearmandProcess() as server:
         state = Scene(server)
@@ -125,6 +136,14 @@ def scene() -> Iterator[Scene]:
             yield state
         finally:
             state.stop()
+
+
+@pytest.fixture
+def scene(scene_for_module: Scene) -> Iterator[Scene]:
+    """The module's scene, checked intact before and after each test."""
+    scene_for_module.assert_intact()
+    yield scene_for_module
+    scene_for_module.assert_intact()
 
 
 # -- help and usage -------------------------------------------------------------------------

@@ -270,7 +270,7 @@ def test_readme_example_4_recovering_from_failed_connections(
                     dict(task="other_task", data="other binary string")]
     started = time.monotonic()
     failed_requests = gm_client.submit_multiple_jobs(list_of_jobs, background=False)
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 3.0  # refused at once, not after the 5 s connect timeout
 
     # Our assigned requests' Gearman servers all failed.
     assert all(request.connection_failed for request in failed_requests), \
@@ -607,7 +607,7 @@ def test_all_servers_down_fails_fast_then_same_requests_complete(workers: Worker
     requests = client.submit_multiple_jobs(jobs, poll_timeout=None)
     single = client.submit_job("later", "single", max_retries=3)
     elapsed = time.monotonic() - started
-    assert elapsed < 0.5, f"took {elapsed:.3f}s on loopback"
+    assert elapsed < 3.0, f"took {elapsed:.3f}s on loopback (refused: no 5 s connect timeout)"
     for request in requests + [single]:
         assert request.connection_failed and request.state == JOB_UNKNOWN
         assert not request.complete and not request.timed_out
@@ -660,7 +660,7 @@ def test_sigkill_mid_job_ends_the_wait_promptly(gearmand: GearmandProcess, worke
     killer.join()
     assert request.connection_failed and request.state == JOB_UNKNOWN
     assert not request.timed_out and not request.complete
-    assert elapsed < 0.2 + 1.0, f"wait returned {elapsed:.2f}s after start"
+    assert elapsed < 0.2 + 5.0, f"wait returned {elapsed:.2f}s after start"  # not the 30 s
     assert not client.connection_list[0].connected
 
 
@@ -701,18 +701,18 @@ def test_poll_timeout_marks_slow_jobs_timed_out(gearmand: GearmandProcess, worke
     slow = client.submit_job("slow", "a", poll_timeout=0.5)
     elapsed = time.monotonic() - started
     assert slow.timed_out and not slow.complete and slow.state == JOB_CREATED
-    assert 0.5 <= elapsed < 0.5 + 0.3, f"returned after {elapsed:.3f}s"
+    assert 0.5 <= elapsed < 0.5 + 2.5, f"returned after {elapsed:.3f}s"  # the job blocks 60 s
 
     started = time.monotonic()
     one_pass = client.submit_job("slow", "b", poll_timeout=0)
     elapsed = time.monotonic() - started
-    assert elapsed < 0.1, f"poll_timeout=0 took {elapsed:.3f}s"
+    assert elapsed < 2.0, f"poll_timeout=0 took {elapsed:.3f}s"  # one pass, not the 60 s job
     assert one_pass.state in (JOB_PENDING, JOB_CREATED) and not one_pass.complete
     assert one_pass.timed_out
 
     started = time.monotonic()
     client.wait_until_jobs_completed([slow, one_pass], timeout=0)
-    assert time.monotonic() - started < 0.1 and slow.timed_out
+    assert time.monotonic() - started < 2.0 and slow.timed_out
 
     gate.release.set()
     client.wait_until_jobs_completed([slow, one_pass])  # None: as long as it takes

@@ -158,3 +158,116 @@ def test_bad_arguments_never_reach_the_buffer(pair):
     with pytest.raises(ValueError, match="NUL"):
         connection.send_command(Command.SUBMIT_JOB, (b"f\0", b"", b""))
     assert not connection.wants_write
+
+
+def drain_into(connection: GearmanConnection, server: socket.socket, count: int) -> list:
+    """Flush ``connection`` while reading ``count`` packets on ``server``."""
+    parser, received = PacketParser(expect_magic=REQ), []
+    server.settimeout(5)
+    while len(received) < count:
+        connection.flush()
+        parser.feed(server.recv(1 << 16))
+        received.extend(parser)
+    return received
+
+
+def callers_buffers():
+    """A caller's mutable 40,000-byte payloads: bytearray, memoryview and a memoryview
+    whose items are 4 bytes (its len() counts items, not bytes)."""
+    import array
+    raw = bytearray(bytes(range(256)) * 157)[:40_000]
+    words = array.array("I", bytes(raw))
+    return [pytest.param(kind, value, id=kind) for kind, value in (
+        ("bytearray", raw), ("memoryview", memoryview(bytearray(raw))),
+        ("memoryview-of-words", memoryview(words)))]
+
+
+@pytest.mark.parametrize("kind, payload", callers_buffers())
+def test_send_command_never_keeps_or_changes_the_callers_buffer(pair, kind, payload):
+    """Defect 4: a bytearray of 32 KiB or more was queued as the outgoing buffer, so
+    later headers were appended to it and partial writes trimmed it."""
+    connection, server = pair
+    connection._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    original = bytes(payload)
+    assert len(original) == 40_000
+    connection.send_command(Command.SUBMIT_JOB, (b"f", b"u", payload))
+    connection.send_command(Command.ECHO_REQ, (b"after",))  # a header after the payload
+    assert all(chunk is not payload and not isinstance(chunk, memoryview)
+               for chunk in connection._out)
+    connection.flush()  # a partial write: the socket takes a few KiB at most
+    assert connection.wants_write
+    assert bytes(payload) == original and len(bytes(payload)) == 40_000
+    # The caller may reuse its buffer at once: what was sent is what it held at the call.
+    payload[0] = 0x58585858 if kind == "memoryview-of-words" else 0x58
+    received = drain_into(connection, server, 2)
+    assert received == [Packet(Command.SUBMIT_JOB, (b"f", b"u", original), REQ),
+                        Packet(Command.ECHO_REQ, (b"after",), REQ)]
+
+
+def test_send_text_copies_a_callers_bytearray(pair):
+    connection, server = pair
+    line = bytearray(b"status\r\n")
+    connection.send_text(line)
+    line[:6] = b"xxxxxx"
+    connection.flush()
+    server.settimeout(2)
+    assert server.recv(100) == b"status\r\n"
+
+
+def test_many_small_packets_survive_partial_writes_in_order():
+    """A partial write of the queued small packets must keep the unsent rest: 3,000
+    packets through a 4 KiB send buffer to a peer that starts reading only after a
+    flush left data behind, then reads in small pieces and parses every packet."""
+    import threading
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    connection = GearmanConnection("127.0.0.1", listener.getsockname()[1])
+    connection.connect()
+    connection._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    peer, _ = listener.accept()
+    listener.close()
+    count = 3000
+    partial_seen = threading.Event()
+    received: list = []
+    failure: list = []
+
+    def read_slowly() -> None:
+        parser = PacketParser(expect_magic=REQ)
+        peer.settimeout(10)
+        partial_seen.wait(10)
+        try:
+            while len(received) < count:
+                data = peer.recv(512)
+                if not data:
+                    break
+                parser.feed(data)
+                received.extend(parser)
+        except Exception as exc:  # reported below: a mis-framed stream raises here
+            failure.append(exc)
+
+    reader = threading.Thread(target=read_slowly, daemon=True)
+    reader.start()
+    try:
+        for number in range(count):
+            connection.send_command(Command.ECHO_REQ, (b"packet-%06d" % number + b"." * 90,))
+            if number % 50 == 49:
+                connection.flush()
+                if connection.wants_write:
+                    partial_seen.set()
+        assert partial_seen.is_set(), "the test never saw a partial write"
+        import selectors
+        with selectors.DefaultSelector() as selector:
+            selector.register(connection._sock, selectors.EVENT_WRITE)
+            while connection.wants_write and reader.is_alive():
+                selector.select(5)
+                connection.flush()
+        reader.join(20)
+    finally:
+        partial_seen.set()
+        connection.close()
+        peer.close()
+    assert not failure
+    assert [packet.args[0][:13] for packet in received] == [
+        b"packet-%06d" % number for number in range(count)]
+    assert all(packet.args[0] == b"packet-%06d" % n + b"." * 90 for n, packet in
+               enumerate(received))

@@ -70,7 +70,7 @@ def test_timeout_n_returns_after_n_seconds(manager):
     mgr, connection, _ = manager
     start = time.monotonic()
     mgr.poll_connections_until_stopped([connection], lambda activity: True, timeout=0.3)
-    assert 0.29 <= time.monotonic() - start < 1.0
+    assert 0.29 <= time.monotonic() - start < 3.0
 
 
 def test_timeout_none_polls_until_the_callback_says_stop(manager):
@@ -126,7 +126,7 @@ def test_idle_loop_sleeps_instead_of_spinning(manager):
     before = cpu_seconds()
     mgr.poll_connections_until_stopped([connection], lambda activity: True, timeout=1.0)
     used = cpu_seconds() - before
-    assert used < 0.05, f"an idle second cost {used:.3f}s of CPU"
+    assert used < 0.2, f"an idle second cost {used:.3f}s of CPU"  # a spin costs ~1 s
 
 
 def test_wakeup_ends_a_blocking_poll_from_another_thread(manager):

@@ -146,3 +146,12 @@ def test_the_main_demo_runs_end_to_end(gearmand):
     assert "2000 jobs in one batch: 2000 results matched" in out
     assert "HELLO FROM THE CLI" in out
     assert out.rstrip().endswith("demo finished")
+
+
+def test_the_asyncio_demo_runs_end_to_end(gearmand):
+    out = output_of("asyncio_demo.py", gearmand.address)
+    assert "results: ['JOB 0', 'JOB 1', 'JOB 2'] ..." in out
+    assert "update: status 4 of 4" in out
+    assert "word_count: COMPLETE b'4'" in out
+    assert "cancelled a wait" in out and "still usable: b'OK'" in out
+    assert "'task': 'slow_upper'" in out

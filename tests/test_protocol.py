@@ -180,6 +180,33 @@ def test_make_checks_names_and_nul():
         Packet.make(Command.CAN_DO, task="text")
 
 
+@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview,
+                                  lambda raw: memoryview(bytearray(raw))],
+                         ids=["bytes", "bytearray", "memoryview", "memoryview-of-bytearray"])
+def test_make_refuses_a_nul_inside_any_bytes_like_argument_but_the_last(wrap):
+    """Defect 7: ``NULL in memoryview`` is always False, so a memoryview task with a
+    NUL passed and pack() framed a packet whose arguments no longer lined up."""
+    with pytest.raises(ValueError, match="task must not contain a NUL"):
+        Packet.make(Command.SUBMIT_JOB, task=wrap(b"ab\0cd"), unique=b"u", data=b"d")
+    with pytest.raises(ValueError, match="unique must not contain a NUL"):
+        Packet.make(Command.SUBMIT_JOB, task=b"t", unique=wrap(b"\0"), data=b"d")
+    with pytest.raises(ValueError, match="NUL"):
+        pack_header_and_body(Command.SUBMIT_JOB, (wrap(b"ab\0cd"), b"u", b"d"))
+    # The last argument may carry NULs, whatever its type; the wire bytes are literal.
+    packet = Packet.make(Command.WORK_DATA, job_handle=wrap(b"H:1"), data=wrap(b"a\0b"))
+    assert packet.args == (b"H:1", b"a\0b") and all(type(a) is bytes for a in packet.args)
+    assert pack(packet) == b"\0REQ\x00\x00\x00\x1c\x00\x00\x00\x07H:1\0a\0b"
+
+
+def test_a_memoryview_of_wide_items_is_framed_by_its_bytes():
+    import array
+    words = memoryview(array.array("H", [0x4142, 0x4344]))  # 2 items, 4 bytes
+    header, body = pack_header_and_body(Command.ECHO_REQ, (words,))
+    assert header + body == b"\0REQ\x00\x00\x00\x10\x00\x00\x00\x04" + words.tobytes()
+    packet = Packet.make(Command.ECHO_REQ, data=words)
+    assert pack(packet) == header + body
+
+
 def test_submit_command_table():
     assert submit_command(False, PRIORITY_NONE) is Command.SUBMIT_JOB
     assert submit_command(True, PRIORITY_HIGH) is Command.SUBMIT_JOB_HIGH_BG
@@ -256,3 +283,70 @@ def test_random_bytes_raise_only_protocol_error_and_stay_bounded(chunks):
             assert parser.buffered <= limit + HEADER.size + 200
     except ProtocolError:
         pass
+
+
+# Every command pinned to literal wire bytes, written from protocol.md and not derived
+# from ARGS: its number, and its argument count as a body of "a", "b", ... joined by
+# NULs whose last argument ends in a NUL of its own (the last may carry NULs).
+PINNED = [
+    ("CAN_DO", b"\x00REQ\x00\x00\x00\x01\x00\x00\x00\x02" b"a\0"),
+    ("CANT_DO", b"\x00REQ\x00\x00\x00\x02\x00\x00\x00\x02" b"a\0"),
+    ("RESET_ABILITIES", b"\x00REQ\x00\x00\x00\x03\x00\x00\x00\x00" b""),
+    ("PRE_SLEEP", b"\x00REQ\x00\x00\x00\x04\x00\x00\x00\x00" b""),
+    ("NOOP", b"\x00REQ\x00\x00\x00\x06\x00\x00\x00\x00" b""),
+    ("SUBMIT_JOB", b"\x00REQ\x00\x00\x00\x07\x00\x00\x00\x06" b"a\0b\0c\0"),
+    ("JOB_CREATED", b"\x00REQ\x00\x00\x00\x08\x00\x00\x00\x02" b"a\0"),
+    ("GRAB_JOB", b"\x00REQ\x00\x00\x00\x09\x00\x00\x00\x00" b""),
+    ("NO_JOB", b"\x00REQ\x00\x00\x00\x0a\x00\x00\x00\x00" b""),
+    ("JOB_ASSIGN", b"\x00REQ\x00\x00\x00\x0b\x00\x00\x00\x06" b"a\0b\0c\0"),
+    ("WORK_STATUS", b"\x00REQ\x00\x00\x00\x0c\x00\x00\x00\x06" b"a\0b\0c\0"),
+    ("WORK_COMPLETE", b"\x00REQ\x00\x00\x00\x0d\x00\x00\x00\x04" b"a\0b\0"),
+    ("WORK_FAIL", b"\x00REQ\x00\x00\x00\x0e\x00\x00\x00\x02" b"a\0"),
+    ("GET_STATUS", b"\x00REQ\x00\x00\x00\x0f\x00\x00\x00\x02" b"a\0"),
+    ("ECHO_REQ", b"\x00REQ\x00\x00\x00\x10\x00\x00\x00\x02" b"a\0"),
+    ("ECHO_RES", b"\x00REQ\x00\x00\x00\x11\x00\x00\x00\x02" b"a\0"),
+    ("SUBMIT_JOB_BG", b"\x00REQ\x00\x00\x00\x12\x00\x00\x00\x06" b"a\0b\0c\0"),
+    ("ERROR", b"\x00REQ\x00\x00\x00\x13\x00\x00\x00\x04" b"a\0b\0"),
+    ("STATUS_RES", b"\x00REQ\x00\x00\x00\x14\x00\x00\x00\x0a" b"a\0b\0c\0d\0e\0"),
+    ("SUBMIT_JOB_HIGH", b"\x00REQ\x00\x00\x00\x15\x00\x00\x00\x06" b"a\0b\0c\0"),
+    ("SET_CLIENT_ID", b"\x00REQ\x00\x00\x00\x16\x00\x00\x00\x02" b"a\0"),
+    ("CAN_DO_TIMEOUT", b"\x00REQ\x00\x00\x00\x17\x00\x00\x00\x04" b"a\0b\0"),
+    ("ALL_YOURS", b"\x00REQ\x00\x00\x00\x18\x00\x00\x00\x00" b""),
+    ("WORK_EXCEPTION", b"\x00REQ\x00\x00\x00\x19\x00\x00\x00\x04" b"a\0b\0"),
+    ("OPTION_REQ", b"\x00REQ\x00\x00\x00\x1a\x00\x00\x00\x02" b"a\0"),
+    ("OPTION_RES", b"\x00REQ\x00\x00\x00\x1b\x00\x00\x00\x02" b"a\0"),
+    ("WORK_DATA", b"\x00REQ\x00\x00\x00\x1c\x00\x00\x00\x04" b"a\0b\0"),
+    ("WORK_WARNING", b"\x00REQ\x00\x00\x00\x1d\x00\x00\x00\x04" b"a\0b\0"),
+    ("GRAB_JOB_UNIQ", b"\x00REQ\x00\x00\x00\x1e\x00\x00\x00\x00" b""),
+    ("JOB_ASSIGN_UNIQ", b"\x00REQ\x00\x00\x00\x1f\x00\x00\x00\x08" b"a\0b\0c\0d\0"),
+    ("SUBMIT_JOB_HIGH_BG", b"\x00REQ\x00\x00\x00\x20\x00\x00\x00\x06" b"a\0b\0c\0"),
+    ("SUBMIT_JOB_LOW", b"\x00REQ\x00\x00\x00\x21\x00\x00\x00\x06" b"a\0b\0c\0"),
+    ("SUBMIT_JOB_LOW_BG", b"\x00REQ\x00\x00\x00\x22\x00\x00\x00\x06" b"a\0b\0c\0"),
+    ("SUBMIT_JOB_SCHED", b"\x00REQ\x00\x00\x00\x23\x00\x00\x00\x10" b"a\0b\0c\0d\0e\0f\0g\0h\0"),
+    ("SUBMIT_JOB_EPOCH", b"\x00REQ\x00\x00\x00\x24\x00\x00\x00\x08" b"a\0b\0c\0d\0"),
+    ("SUBMIT_REDUCE_JOB", b"\x00REQ\x00\x00\x00\x25\x00\x00\x00\x0a" b"a\0b\0c\0d\0e\0"),
+    ("SUBMIT_REDUCE_JOB_BACKGROUND", b"\x00REQ\x00\x00\x00\x26\x00\x00\x00\x0a" b"a\0b\0c\0d\0e\0"),
+    ("GRAB_JOB_ALL", b"\x00REQ\x00\x00\x00\x27\x00\x00\x00\x00" b""),
+    ("JOB_ASSIGN_ALL", b"\x00REQ\x00\x00\x00\x28\x00\x00\x00\x0a" b"a\0b\0c\0d\0e\0"),
+    ("GET_STATUS_UNIQUE", b"\x00REQ\x00\x00\x00\x29\x00\x00\x00\x02" b"a\0"),
+    ("STATUS_RES_UNIQUE", b"\x00REQ\x00\x00\x00\x2a\x00\x00\x00\x0c" b"a\0b\0c\0d\0e\0f\0"),
+]
+
+
+@pytest.mark.parametrize("name, wire", PINNED, ids=[name for name, _ in PINNED])
+def test_every_command_is_pinned_to_literal_bytes(name, wire):
+    command = Command[name]
+    [packet] = parse_all(wire, expect_magic=REQ)
+    assert packet.command is command
+    argc = wire[12:].count(b"\0")
+    letters = tuple(bytes([ord("a") + i]) for i in range(argc))
+    expected = letters[:-1] + (letters[-1] + b"\0",) if argc else ()
+    assert packet.args == expected
+    assert pack(Packet(command, expected, REQ)) == wire
+    header, body = pack_header_and_body(command, expected, REQ)
+    assert header + body == wire
+    assert len(ARGS[command]) == argc
+
+
+def test_the_pinned_table_covers_every_command():
+    assert sorted(Command[name] for name, _ in PINNED) == sorted(Command)

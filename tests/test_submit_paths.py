@@ -153,6 +153,30 @@ def test_plain_clients_take_every_short_path() -> None:
         True, True, True, True, True)
 
 
+def test_overrides_of_the_shared_client_rules_are_called_on_the_short_paths(
+        gearmand: GearmandProcess, echo_worker: None) -> None:
+    """ClientRules' send and fresh-submission steps (shared with the asyncio client)
+    are called for each new request when a subclass overrides them."""
+    calls: List[str] = []
+
+    class Hooks(gearman.GearmanClient):
+        def _send_on(self, connection: Any, request: GearmanJobRequest) -> None:
+            calls.append("send " + request.job.unique)
+            super()._send_on(connection, request)
+
+        @staticmethod
+        def _begin_submission(request: GearmanJobRequest) -> None:
+            calls.append("begin " + request.job.unique)
+            gearman.GearmanClient._begin_submission(request)
+
+    with Hooks([gearmand.address]) as client:
+        assert client.submit_job("echo", b"a", unique="ua", poll_timeout=10).result == b"a"
+        done = client.submit_multiple_jobs([{"task": "echo", "data": b"b", "unique": "ub"}],
+                                           poll_timeout=10)
+        assert done[0].result == b"b"
+    assert calls == ["begin ua", "send ua", "begin ub", "send ub"]
+
+
 def test_a_method_replaced_on_the_client_object_is_called_too(gearmand: GearmandProcess,
                                                               echo_worker: None) -> None:
     """Tests and applications patch a client object (client.send_job_request = ...):

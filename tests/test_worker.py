@@ -548,7 +548,7 @@ def test_idle_worker_sleeps_with_pre_sleep_and_wakes_on_noop_at_once(
         wait_for(lambda n=round_number: sleeps() == n, what=f"PRE_SLEEP #{round_number}")
         submitted = time.monotonic()
         assert client.submit_job("wake", "", poll_timeout=10).result == b"awake"
-        assert started[-1] - submitted < 0.5  # not at the next 60 s poll timeout
+        assert started[-1] - submitted < 10  # woken by NOOP, not at the next 60 s poll timeout
     noops = [r for r in caplog.records if r.getMessage().startswith(f"{address} -> Packet(NOOP")]
     assert len(noops) == 3
     grabs = [r for r in caplog.records if r.getMessage() == f"{address} <- GRAB_JOB_ALL ()"]
@@ -617,11 +617,14 @@ def test_worker_on_two_servers_serves_both_and_a_busy_one_never_starves_the_othe
         flood = [{"task": "job", "data": "slow"} for _ in range(300)]
         client_a.submit_multiple_jobs(flood, background=True, poll_timeout=10)
         wait_for(lambda: served.count(server_a.port) >= 5, what="A's flood being served")
-        submitted = time.monotonic()
-        done = cli(server_b, "-f", "job", "prompt")
-        elapsed = time.monotonic() - submitted
-    assert done.stdout == b"from %d" % server_b.port
-    assert elapsed < 0.5, f"B's job waited {elapsed:.2f}s behind A's flood"
+        # Counted in jobs, not seconds (a loaded machine stretches time, not order):
+        # from B's submission to its result, only a few of A's jobs may run.
+        a_served_before = served.count(server_a.port)
+        with gearman.GearmanClient([server_b.address]) as client_b:
+            done = client_b.submit_job("job", "prompt", poll_timeout=30)
+        a_served_meanwhile = served.count(server_a.port) - a_served_before
+    assert done.result == b"from %d" % server_b.port
+    assert a_served_meanwhile < 30, f"B's job waited behind {a_served_meanwhile} of A's jobs"
     assert status_of(server_a, "job")[0] > 200  # A still has most of its flood queued
 
 

@@ -5,12 +5,13 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from gearman.cli.common import (EXIT_FAILED, EXIT_OK, PRIORITIES, AddCommand, CliError,
-                                print_json, report)
+                                one_line, print_json, report)
+from gearman.cli.outcome import server_of, warning_texts, why_not_done
 from gearman.client import GearmanClient
-from gearman.constants import JOB_COMPLETE, JOB_FAILED
+from gearman.constants import JOB_FAILED
 from gearman.util import Deadline
 
 def read_payload(data: Optional[str]) -> bytes:
@@ -71,15 +72,15 @@ def submit_lines(args: argparse.Namespace) -> int:
         failures = 0
         out = sys.stdout.buffer
         for index, request in enumerate(requests, 1):
-            ok = request.complete and request.state != JOB_FAILED
-            if ok and args.background:
+            reason = why_not_done(request, args.timeout, args.servers)
+            if reason is None and args.background:
                 out.write(f"{request.job.handle}\n".encode())
-            elif ok:
+            elif reason is None:
                 out.write((request.result or b"").rstrip(b"\n") + b"\n")
             else:
                 failures += 1
                 out.write(b"\n")
-                report(f"line {index}: job failed: {failure_text(request).rstrip()}")
+                report(f"line {index}: {job_name(request, args)}: {one_line(reason)}")
         out.flush()
     return EXIT_FAILED if failures else EXIT_OK
 
@@ -98,49 +99,31 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return submit_outcome(args, request)
 
 
+def job_name(request: Any, args: argparse.Namespace) -> str:
+    handle = request.job.handle
+    return f"job {handle}" if handle else f"job for {args.function!r}"
+
+
 def submit_outcome(args: argparse.Namespace, request: Any) -> int:
     """Print a submitted job's result, handle or JSON summary; report a failure."""
-    job = request.job
-    server = getattr(request.accepted_by or job.connection, "address", None)
-    name = f"job {job.handle}" if job.handle else f"job for {args.function!r}"
-    if request.connection_failed:
-        if job.handle:
-            raise CliError(f"lost the connection to gearmand at {server} while waiting for "
-                           f"{name}")
-        raise CliError(f"{name} not submitted: no gearmand reachable among "
-                       f"{', '.join(args.servers)}")
-    if request.timed_out:
-        raise CliError(f"{name} did not {'get a handle' if args.background else 'finish'} "
-                       f"within {args.timeout:g} seconds")
-    failed = request.state != JOB_COMPLETE and not (args.background and job.handle)
+    reason = why_not_done(request, args.timeout, args.servers)
+    name = job_name(request, args)
+    if reason is not None and request.state != JOB_FAILED:
+        raise CliError(f"{name}: {one_line(reason)}")  # nothing came back to print
     if args.json:
-        print_json(submit_summary(args, request, server))
-    elif args.background and not failed:
-        sys.stdout.write(f"{job.handle}\n")
-    elif not failed:
+        print_json(submit_summary(args, request, server_of(request)))
+    elif args.background and reason is None:
+        sys.stdout.write(f"{request.job.handle}\n")
+    elif reason is None:
         out = sys.stdout.buffer
         for chunk in request.data_updates:
             out.write(chunk)
         out.write(request.result or b"")
         out.flush()
-    if failed:
-        report(f"{name} failed: {failure_text(request).rstrip()}")
+    if reason is not None:
+        report(f"{name}: {one_line(reason)}")
         return EXIT_FAILED
     return EXIT_OK
-
-
-def failure_text(request: Any) -> str:
-    """Why a job failed: its exception text, else the warnings it sent (what
-    ``work`` sends), else that it failed without details."""
-    if request.exception is not None:
-        return str(request.exception)
-    return "\n".join(warning_texts(request)) or "WORK_FAIL, no details"
-
-
-def warning_texts(request: Any) -> List[str]:
-    """The job's WORK_WARNING payloads as text."""
-    return [w.decode("utf-8", "replace") if isinstance(w, bytes) else str(w)
-            for w in request.warning_updates]
 
 
 def submit_summary(args: argparse.Namespace, request: Any, server: Optional[str]

@@ -1,0 +1,352 @@
+"""AsyncGearmanWorker: up to ``concurrency`` jobs at once on an asyncio loop.
+
+``async def`` callbacks run as tasks on the loop; plain functions run in a
+bounded thread pool, so they never block it.  The worker grabs a job only while
+a slot is free (running jobs plus GRABs in flight stay within ``concurrency``),
+so it never holds a job another worker could run.  Registrations, job building
+and the fields of results are :class:`~gearman.worker_rules.WorkerRules`, the
+protocol per connection is :class:`~gearman.worker_handler.GearmanWorkerCommandHandler`:
+both the blocking worker's own.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sys
+from typing import Any, Dict, Optional, Set, Tuple
+
+from gearman import errors
+from gearman.aio.connection import AsyncConnection
+from gearman.aio.manager import AsyncConnectionManager
+from gearman.constants import DEFAULT_WORKER_POLL_TIMEOUT
+from gearman.job import GearmanJob
+from gearman.protocol import Command
+from gearman.shapes import Number, Payload
+from gearman.worker_handler import GearmanWorkerCommandHandler
+from gearman.worker_rules import (WorkerRules, exception_fields, exception_text, status_fields)
+
+#: How long send_job_data/status/warning may wait for a slow server.
+UPDATE_SEND_TIMEOUT = 30.0
+
+
+class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
+    """Registers functions with gearmand servers and runs their jobs, ``concurrency``
+    at a time.  ``await worker.work()`` runs until :meth:`shutdown`."""
+
+    command_handler_class = GearmanWorkerCommandHandler
+
+    def __init__(self, host_list: Any = None, concurrency: int = 1, **options: Any) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        super().__init__(host_list, **options)
+        self.concurrency = concurrency
+        #: job -> the handler (session) that assigned it, while it runs
+        self._running: Dict[Any, Any] = {}
+        self._tasks: Set[asyncio.Future[Any]] = set()
+        #: jobs whose final answer (COMPLETE, FAIL, EXCEPTION) went out
+        self._finished: Set[Any] = set()
+        #: servers whose last GRAB got a job: they get a GRAB per free slot
+        self._busy_servers: Set[Any] = set()
+        self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._wakeup: Optional[asyncio.Event] = None
+        self._stop_requested = False
+        self._working = False
+
+    # -- registrations reach the live servers at once ----------------------------------
+    def _broadcast(self, send_name: str, *args: Any) -> None:
+        """Send a registration to every live server now (from a job's thread: on the
+        loop).  gearmand re-queues a running job whose task gets CANT_DO; that job's
+        result is then dropped by the server (ERROR JOB_NOT_FOUND, logged)."""
+        if self._loop is not None and self._in_other_thread():
+            self._loop.call_soon_threadsafe(self._broadcast, send_name, *args)
+            return
+        for handler in self.server_pool.live_handlers():
+            try:
+                getattr(handler, send_name)(*args)
+            except errors.ConnectionError as exc:
+                self._drop(handler.connection, exc)
+
+    def _in_other_thread(self) -> bool:
+        loop = self._loop
+        if loop is None:
+            return False
+        try:
+            return asyncio.get_running_loop() is not loop
+        except RuntimeError:  # no loop in this thread
+            return True
+
+    # -- the work loop ----------------------------------------------------------------------
+    async def work(self, poll_timeout: Optional[float] = DEFAULT_WORKER_POLL_TIMEOUT) -> None:
+        """Do jobs until :meth:`shutdown`; then let the running jobs finish, send their
+        results and close.  Servers that are down are reconnected with backoff (every
+        ``poll_timeout`` seconds at the latest); outages never end this."""
+        if poll_timeout is not None and poll_timeout < 0:
+            raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
+        self._check_open()
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._stop_requested = False
+        self._working = True
+        try:
+            while not self._stop_requested:
+                for connection in self.connection_list:
+                    if not connection.connected and self.connection_is_due(connection):
+                        await self.establish_connection(connection)
+                self._grab_where_possible()
+                timeout = poll_timeout
+                retry_in = self.next_retry_in()
+                if retry_in is not None:
+                    timeout = retry_in if timeout is None else min(timeout, retry_in)
+                self._wakeup.clear()
+                if not self._stop_requested:
+                    await _wait_event(self._wakeup, timeout)
+            await self._finish_running()
+        finally:
+            self._working = False
+            self._stop_requested = True
+            self._close_all()
+
+    async def _finish_running(self) -> None:
+        """Let the running jobs end and their results go out."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+        try:
+            await self.flush_connections(self.connection_list, UPDATE_SEND_TIMEOUT)
+        except asyncio.TimeoutError:
+            self.log.warning("results not sent within %ss of shutdown", UPDATE_SEND_TIMEOUT)
+
+    def shutdown(self) -> None:
+        """Stop grabbing; ``work()`` returns once the running jobs are done.  Safe
+        from a job (either kind), a signal handler or another thread.  Outside
+        ``work()`` it closes every connection now."""
+        if not self._working:
+            self._close_all()
+            return
+        self._stop_requested = True
+        loop, wakeup = self._loop, self._wakeup
+        if loop is not None and wakeup is not None:
+            if self._in_other_thread():
+                loop.call_soon_threadsafe(wakeup.set)
+            else:
+                wakeup.set()
+
+    def stop(self) -> None:
+        """Same as :meth:`shutdown`."""
+        self.shutdown()
+
+    async def close(self) -> None:
+        """Close every connection for good (running jobs' results are not sent)."""
+        self._stop_requested = True
+        for task in list(self._tasks):
+            task.cancel()
+        await super().close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+    # -- grabbing ---------------------------------------------------------------------------
+    def _grab_where_possible(self) -> None:
+        """One GRAB per free slot (running jobs plus GRABs in flight never exceed
+        ``concurrency``), to the servers that may have work.  A server that just
+        answered NO_JOB or woke us with a NOOP gets one GRAB (a probe); one that
+        handed out a job gets as many as there are free slots (pipelined: gearmand
+        answers each GRAB with one job, so it is one round trip for all of them)."""
+        if self._stop_requested or not self._working:
+            return
+        handlers = self.server_pool.live_handlers()
+        free = self.concurrency - len(self._running)
+        for handler in handlers:
+            free -= handler.grabs_in_flight
+        for handler in handlers:
+            if free <= 0:
+                return
+            if not handler.may_have_work:
+                continue
+            wanted = free if handler in self._busy_servers else 1
+            wanted -= handler.grabs_in_flight
+            for _ in range(min(wanted, free)):
+                try:
+                    handler.grab()
+                except errors.ConnectionError as exc:
+                    self._drop(handler.connection, exc)
+                    break
+                free -= 1
+
+    # -- called by handlers ------------------------------------------------------------------
+    def note_may_have_work(self, handler: GearmanWorkerCommandHandler) -> None:
+        """A server may have work for us (connected, NOOP, NO_JOB): grab if a slot is free."""
+        if not handler.may_have_work:  # it answered NO_JOB: probe it with one GRAB next
+            self._busy_servers.discard(handler)
+        self._grab_where_possible()
+
+    def on_job_assigned(self, handler: GearmanWorkerCommandHandler, handle: str, task: str,
+                        unique: Optional[str], reducer: Optional[str], data: bytes) -> None:
+        self._busy_servers.add(handler)
+        job = self._assigned_job(handler, handle, task, unique, reducer, data)
+        if job is None or not self._is_runnable(handler, job):
+            self._grab_where_possible()
+            return
+        self._running[job] = handler
+        run = asyncio.ensure_future(self._run_job(job))
+        self._tasks.add(run)
+        run.add_done_callback(self._tasks.discard)
+        self._grab_where_possible()  # the next slot's GRAB, while this job runs
+
+    def on_connection_lost(self, handler: GearmanWorkerCommandHandler) -> None:
+        self._busy_servers.discard(handler)
+        lost = [job for job, owner in self._running.items() if owner is handler]
+        if lost:
+            self.log.warning("%d running job(s) from %s lost their connection; gearmand "
+                             "re-queues them and their results are dropped", len(lost),
+                             handler.server)
+        if self._wakeup is not None:
+            self._wakeup.set()  # reconnect
+
+    # -- running a job ----------------------------------------------------------------------
+    async def _run_job(self, job: Any) -> None:
+        try:
+            callback, arguments = self._callback_call(job)
+            try:
+                if asyncio.iscoroutinefunction(callback):
+                    result = await callback(*arguments)
+                else:
+                    result = await self._in_thread(callback, arguments)
+                    if asyncio.iscoroutine(result):  # a plain function returning a coroutine
+                        result = await result
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._log_job_exception(job, sys.exc_info())
+                if job not in self._finished:
+                    self._final(job, Command.WORK_EXCEPTION,
+                                exception_fields(exception_text(exc)))
+                return
+            if job not in self._finished:
+                try:
+                    self._final(job, Command.WORK_COMPLETE, (self.encode_payload(result),))
+                except Exception as exc:  # the encoder refused the result
+                    self.log.error("job %s (task %r): cannot send the result: %s", job.handle,
+                                   job.task, exc)
+                    self._final(job, Command.WORK_EXCEPTION,
+                                exception_fields(f"result not sendable: {exc}"))
+        finally:
+            handler = self._running.pop(job, None)
+            self._finished.discard(job)
+            if handler is not None:
+                # Look again when a job ends, as the blocking worker does: gearmand
+                # sends a sleeping worker no NOOP for a job it took back (CAN_DO_TIMEOUT).
+                handler.may_have_work = True
+            self._grab_where_possible()
+
+    async def _in_thread(self, callback: Any, arguments: Tuple[Any, ...]) -> Any:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.concurrency, thread_name_prefix="gearman-job")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: callback(*arguments))
+
+    # -- sending for a job ------------------------------------------------------------------
+    def _send(self, job: Any, command: Command, fields: Tuple[bytes, ...]) -> bool:
+        """Send a packet for ``job`` on the session that assigned it, never on a
+        later one (gearmand gave the job to someone else meanwhile)."""
+        handler = self._running.get(job)
+        connection = job.connection
+        if handler is None or self.server_pool.handler_for(connection) is not handler or \
+                not connection.connected:
+            self._log_unsent(job, command)
+            return False
+        try:
+            handler.send_command(command, job.handle.encode("utf-8", "surrogateescape"), *fields)
+        except errors.ConnectionError as exc:
+            self._drop(connection, exc)
+            return False
+        return True
+
+    def _final(self, job: Any, command: Command, fields: Tuple[bytes, ...]) -> None:
+        if job in self._finished:
+            raise errors.InvalidWorkerState(f"job {job.handle} (task {job.task!r}) was "
+                                            "already finished")
+        self._finished.add(job)
+        self._send(job, command, fields)
+
+    async def _update(self, job: Any, command: Command, fields: Tuple[bytes, ...],
+                      poll_timeout: Optional[float]) -> None:
+        if self._send(job, command, fields):
+            limit = UPDATE_SEND_TIMEOUT if poll_timeout is None else poll_timeout
+            await self.flush_connections([job.connection], limit)
+
+    async def _final_sent(self, job: Any, command: Command, fields: Tuple[bytes, ...]) -> None:
+        self._final(job, command, fields)
+
+    def _deliver(self, coroutine: Any) -> Any:
+        """On the loop: the awaitable.  From a job's thread: run it on the loop and
+        wait (so a plain callback calls ``worker.send_job_data(job, x)`` plainly)."""
+        if not self._in_other_thread():
+            return coroutine
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return future.result(UPDATE_SEND_TIMEOUT + 5.0)
+
+    def send_job_data(self, current_job: GearmanJob, data: Payload,
+                      poll_timeout: Optional[float] = None) -> Any:
+        """Partial result (WORK_DATA): ``await`` it in an ``async def`` callback; a
+        plain callback (in its thread) calls it plainly and it returns once sent."""
+        fields = (self.encode_payload(data),)
+        return self._deliver(self._update(current_job, Command.WORK_DATA, fields, poll_timeout))
+
+    def send_job_warning(self, current_job: GearmanJob, data: Payload,
+                         poll_timeout: Optional[float] = None) -> Any:
+        """Warning (WORK_WARNING); awaited or called like :meth:`send_job_data`."""
+        fields = (self.encode_payload(data),)
+        return self._deliver(self._update(current_job, Command.WORK_WARNING, fields,
+                                          poll_timeout))
+
+    def send_job_status(self, current_job: GearmanJob, numerator: Number, denominator: Number,
+                        poll_timeout: Optional[float] = None) -> Any:
+        """Progress (WORK_STATUS); awaited or called like :meth:`send_job_data`."""
+        fields = status_fields(numerator, denominator)
+        return self._deliver(self._update(current_job, Command.WORK_STATUS, fields,
+                                          poll_timeout))
+
+    def send_job_complete(self, current_job: GearmanJob, data: Payload,
+                          poll_timeout: Optional[float] = None) -> Any:
+        """Success (WORK_COMPLETE) sent by the callback itself; its return value is
+        then not sent."""
+        fields = (self.encode_payload(data),)
+        return self._deliver(self._final_sent(current_job, Command.WORK_COMPLETE, fields))
+
+    def send_job_failure(self, current_job: GearmanJob,
+                         poll_timeout: Optional[float] = None) -> Any:
+        """Failure without details (WORK_FAIL)."""
+        return self._deliver(self._final_sent(current_job, Command.WORK_FAIL, ()))
+
+    def send_job_exception(self, current_job: GearmanJob, data: Payload,
+                           poll_timeout: Optional[float] = None) -> Any:
+        """Failure with a text (WORK_EXCEPTION)."""
+        return self._deliver(self._final_sent(current_job, Command.WORK_EXCEPTION,
+                                              exception_fields(data)))
+
+    def job_finished(self, current_job: GearmanJob) -> bool:
+        """True once a WORK_COMPLETE, WORK_FAIL or WORK_EXCEPTION was sent for the job."""
+        return current_job in self._finished
+
+    @property
+    def jobs_running(self) -> int:
+        """How many jobs run now."""
+        return len(self._running)
+
+
+async def _wait_event(event: asyncio.Event, timeout: Optional[float]) -> None:
+    """Wait for ``event`` at most ``timeout`` seconds (None: for ever), without raising."""
+    if timeout is None:
+        await event.wait()
+        return
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+
+
+__all__ = ["AsyncGearmanWorker", "UPDATE_SEND_TIMEOUT"]
