@@ -2,6 +2,7 @@
 grab → assign / no-job → sleep → NOOP cycle (protocol.md §5.2)."""
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from typing import Any, Dict, Optional
@@ -11,6 +12,9 @@ from gearman.protocol import Command
 from gearman.util import handle_text, to_text
 
 log = logging.getLogger(__name__)
+
+#: numbers the sessions: a handler lives from one connect to its connection's loss
+_sessions = itertools.count(1)
 
 
 class GearmanWorkerCommandHandler(GearmanCommandHandler):
@@ -23,6 +27,8 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
 
     def __init__(self, connection_manager: Any, connection: Any) -> None:
         super().__init__(connection_manager, connection)
+        #: this session's number: results of a job from an older session are never sent
+        self.session = next(_sessions)
         #: the server may have a job for us (true at start and after NOOP)
         self.may_have_work = True
         #: a GRAB is on the wire and its answer has not come yet, sent at this time
