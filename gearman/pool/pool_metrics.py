@@ -84,8 +84,8 @@ class PoolMetrics:
             took.add({"task": task}, int(cumulative), suffix="_count")
         in_progress = MetricFamily("gearman_worker_jobs_in_progress", "Jobs running now, "
                                    "by task", "gauge")
-        for task in sorted(running):
-            in_progress.add({"task": task}, running[task])
+        for task in sorted(set(running) | set(done)):  # 0 for the tasks seen before
+            in_progress.add({"task": task}, running.get(task, 0))
         return [jobs, took, in_progress]
 
     def _collect_processes(self) -> List[MetricFamily]:

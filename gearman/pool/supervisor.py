@@ -27,8 +27,8 @@ from gearman.pool.report import ReportReader
 
 log = logging.getLogger("gearman.pool")
 
-#: a child that exits within this many seconds of its start, or before it was
-#: ready, "died at start": it is restarted with a growing delay, not at once
+#: a child that exits before it was ready, or with an error (not a signal) within
+#: this many seconds of its start, "died at start": restarted with a growing delay
 START_WINDOW = 2.0
 START_BACKOFF_BASE, START_BACKOFF_CAP = 0.5, 30.0
 #: how often the supervisor looks at its children when nothing else wakes it
@@ -312,7 +312,7 @@ class Supervisor:
             slot.failures = 0
             slot.start_at = 0.0
             self._count_restart(child.exit_reason)
-        elif not child.ready or (code != 0 and lived < START_WINDOW):
+        elif not child.ready or (code > 0 and lived < START_WINDOW):
             self._back_off(slot, f"{child.name} died at start ({how})"
                            + (f": {child.fatal}" if child.fatal else ""))
             self._count_restart("start_failed")
