@@ -61,6 +61,19 @@ def broken(job):
 
 
 TASKS = {"record": record, "block": block, "broken": broken}
+
+
+class RecordWorker(gearman.GearmanWorker):
+    def __init__(self):
+        super().__init__()
+        for task, callback in TASKS.items():
+            self.register_task(task, callback)
+
+
+def make_worker():
+    worker = gearman.GearmanWorker()
+    worker.register_task("record", record)
+    return worker
 '''
 
 
@@ -214,6 +227,23 @@ def test_client_ids_name_the_host_the_pool_and_the_child(gearmand: GearmandProce
     ids = sorted(client_id for client_id, tasks in workers_of(gearmand) if tasks)
     host = os.uname().nodename.split()[0]
     assert ids == [f"{host}-{pool.pid}-1", f"{host}-{pool.pid}-2"]
+
+
+def test_target_forms_and_dedicated_processes(gearmand: GearmandProcess,
+                                               start_pool: Any) -> None:
+    start_pool("--processes", "1", "--dedicated", "block=2", target="pooltarget:RecordWorker")
+    wait_for(lambda: sorted(tasks for _, tasks in workers_of(gearmand) if tasks) == [
+        ("block",), ("block",), ("block", "broken", "record")], what="1 + 2 dedicated workers")
+    run_jobs(gearmand, "cls", 5)
+
+
+def test_a_factory_target_with_concurrency(gearmand: GearmandProcess, start_pool: Any) -> None:
+    pool = start_pool("--processes", "1", "--concurrency", "4", "--max-jobs", "10",
+                      target="pooltarget:make_worker")
+    ready_workers(gearmand, "record", 1)
+    done = run_jobs(gearmand, "cc", 60, sleep=0.05)
+    assert_each_once(pool, "cc", 60)
+    assert len(pids_of(done)) >= 2  # recycled after about 10 jobs each
 
 
 def test_lifetime_recycling_runs_each_job_exactly_once(gearmand: GearmandProcess,
