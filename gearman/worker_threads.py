@@ -30,7 +30,8 @@ from gearman.protocol import Command
 
 log = logging.getLogger(__name__)
 
-#: seconds work() waits for an idle job thread to end once the loop is done
+#: seconds work() waits for its job threads to end once the loop is done (they are
+#: idle then, unless work() is leaving on an exception: daemon threads, left behind)
 THREAD_JOIN_TIMEOUT = 5.0
 
 class JobRecord:
@@ -110,8 +111,9 @@ class JobThreads:
         finally:
             for _ in self._threads:
                 self._todo.put(None)
+            deadline = time.monotonic() + THREAD_JOIN_TIMEOUT  # for all of them together
             for thread in self._threads:
-                thread.join(THREAD_JOIN_TIMEOUT)
+                thread.join(max(0.0, deadline - time.monotonic()))
             for waiter in self._flush_waiters:
                 waiter[1].set()
             self._deliver_stale_only()
