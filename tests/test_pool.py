@@ -275,6 +275,20 @@ def test_sigterm_under_load_drains_and_exits_0(gearmand: GearmandProcess,
              what="the jobs not run still queued")
 
 
+def test_graceful_timeout_kills_and_gearmand_requeues_the_job(gearmand: GearmandProcess,
+                                                              start_pool: Any) -> None:
+    pool = start_pool("--processes", "1", "--graceful-timeout", "0.3")
+    ready_workers(gearmand, "block", 1)
+    with gearman.GearmanClient([gearmand.address]) as client:
+        client.submit_job("block", b"", background=True, poll_timeout=10)
+    wait_for(lambda: pool.lines(), what="the job started")
+    pool.signal(signal.SIGTERM)
+    assert pool.wait(10) == 0
+    assert "SIGKILL" in pool.stderr()
+    # killed mid-job: the job is back in the queue for another worker
+    wait_for(lambda: status_of(gearmand, "block") == (1, 0, 0), what="the job re-queued")
+
+
 def test_second_signal_stops_at_once(gearmand: GearmandProcess, start_pool: Any) -> None:
     pool = start_pool("--processes", "1", "--graceful-timeout", "60")
     ready_workers(gearmand, "block", 1)
