@@ -7,6 +7,7 @@ server is reconnected with capped, jittered backoff and re-registered.
 from __future__ import annotations
 
 import collections
+import logging
 import sys
 import threading
 import time
@@ -15,6 +16,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 from gearman import errors
 from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import DEFAULT_WORKER_POLL_TIMEOUT
+from gearman.logs import describe_job, job_log_fields
 from gearman.protocol import Command
 from gearman.util import Backoff, check_name, to_bytes, to_text
 from gearman.worker_handler import GearmanWorkerCommandHandler
@@ -22,6 +24,9 @@ from gearman.worker_threads import JobThreads
 
 #: How long send_job_data/status/warning may wait for a slow server.
 UPDATE_SEND_TIMEOUT = 30.0
+#: A job's final command, as job observers name it.
+_OUTCOMES = {Command.WORK_COMPLETE: "complete", Command.WORK_FAIL: "fail",
+             Command.WORK_EXCEPTION: "exception"}
 
 
 def _takes_worker_argument(callback: Callable[..., Any]) -> bool:
@@ -72,6 +77,8 @@ class GearmanWorker(GearmanConnectionManager):
         self._work_thread: Optional[int] = None
         #: registrations the work loop sends next (made from another thread or a callback)
         self._pending_sends: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque()
+        #: told ``job_started(job)`` and ``job_finished(job, outcome)`` (add_job_observer)
+        self._job_observers: List[Any] = []
 
     # -- configuration ------------------------------------------------------------------
     def set_client_id(self, client_id: Any) -> None:
@@ -218,6 +225,28 @@ class GearmanWorker(GearmanConnectionManager):
         self.flush_connections(self.connection_list, UPDATE_SEND_TIMEOUT)
         super().shutdown()
 
+    def add_job_observer(self, observer: Any) -> None:
+        """Tell ``observer.job_started(job)`` before a job's callback runs and
+        ``observer.job_finished(job, outcome)`` when its final answer is sent
+        (outcome ``'complete'``, ``'fail'`` or ``'exception'``), on the thread
+        doing the job.  An observer that raises is logged, never fails the job.
+        gearman.metrics.instrument_worker uses this."""
+        self._job_observers.append(observer)
+
+    def _log_job(self, level: int, job: Any, message: str, *args: Any, **kwargs: Any) -> None:
+        """Log about ``job``: the message starts with its handle, task and unique id,
+        and the record carries them as gearman_handle/gearman_task/gearman_unique."""
+        if self.log.isEnabledFor(level):
+            self.log.log(level, "%s " + message, describe_job(job), *args,
+                         extra=job_log_fields(job), stacklevel=2, **kwargs)
+
+    def _tell_observers(self, event: str, *args: Any) -> None:
+        for observer in self._job_observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:
+                self.log.exception("job observer %r failed on %s", observer, event)
+
     # -- hooks ----------------------------------------------------------------------------
     def after_poll(self, any_activity: bool) -> bool:
         """Called after every poll pass; return False to end :meth:`work`."""
@@ -243,9 +272,8 @@ class GearmanWorker(GearmanConnectionManager):
     def on_job_exception(self, current_job: Any, exc_info: Any) -> bool:
         """Log the traceback and fail the job with WORK_EXCEPTION alone."""
         exc = exc_info[1]
-        self.log.error("job %s (task %r) from %s raised %s", current_job.handle,
-                       current_job.task, _server(current_job), type(exc).__name__,
-                       exc_info=exc_info)
+        self._log_job(logging.ERROR, current_job, "from %s raised %s", _server(current_job),
+                      type(exc).__name__, exc_info=exc_info)
         if not self.job_finished(current_job):
             self.send_job_exception(current_job, f"{type(exc).__name__}: {exc}")
         return True
@@ -257,8 +285,7 @@ class GearmanWorker(GearmanConnectionManager):
         try:
             self.send_job_complete(current_job, job_result)
         except Exception as exc:  # any encoder failure: fail this job, keep working
-            self.log.error("job %s (task %r): cannot send the result: %s", current_job.handle,
-                           current_job.task, exc)
+            self._log_job(logging.ERROR, current_job, "cannot send the result: %s", exc)
             self.send_job_exception(current_job, f"result not sendable: {exc}")
         return True
 
@@ -307,9 +334,8 @@ class GearmanWorker(GearmanConnectionManager):
         connection = current_job.connection
         handler = self._handlers.get(connection)
         if handler is None or not connection.connected:
-            self.log.warning("job %s (task %r): %s not sent, connection to %s is gone; "
-                             "gearmand re-queues the job", current_job.handle, current_job.task,
-                             command.name, _server(current_job))
+            self._log_job(logging.WARNING, current_job, "%s not sent, connection to %s is gone; "
+                          "gearmand re-queues the job", command.name, _server(current_job))
             return False
         try:
             handler.send_command(command, current_job.handle.encode("utf-8", "surrogateescape"),
@@ -331,6 +357,8 @@ class GearmanWorker(GearmanConnectionManager):
             self.flush_connections([current_job.connection], limit)
 
     def _send_final(self, current_job: Any, command: Command, fields: Tuple[bytes, ...]) -> None:
+        if self._job_observers and not self.job_finished(current_job):
+            self._tell_observers("job_finished", current_job, _OUTCOMES[command])
         job_threads = self._job_threads
         if job_threads is not None:
             job_threads.send_final(current_job, command, fields)
@@ -351,8 +379,9 @@ class GearmanWorker(GearmanConnectionManager):
         try:
             decoded = self.data_encoder.decode(data)
         except Exception as exc:  # the data encoder could not decode the payload
-            self.log.error("job %s (task %r) from %s: cannot decode its data: %r", handle, task,
-                           handler.server, exc)
+            self._log_job(logging.ERROR, self.job_class(handler.connection, handle, task, unique,
+                                                         None),
+                          "from %s: cannot decode its data: %r", handler.server, exc)
             handler.send_command(Command.WORK_EXCEPTION, handle.encode("utf-8", "surrogateescape"),
                                  f"data not decodable: {exc!r}".encode())
             return
@@ -478,24 +507,25 @@ class GearmanWorker(GearmanConnectionManager):
         if job.task in self.worker_abilities:
             return True
         # Assigned before gearmand saw our CANT_DO, which re-queued it: no answer.
-        self.log.info("job %s for unregistered task %r from %s not run; gearmand "
-                      "re-queued it on CANT_DO", job.handle, job.task, handler.server)
+        self._log_job(logging.INFO, job, "for an unregistered task from %s not run; "
+                      "gearmand re-queued it on CANT_DO", handler.server)
         return False
 
     def _execute(self, job: Any) -> None:
         """Run one job through on_job_execute; make sure it ends with exactly one
         result (on the loop thread, or on a job thread with concurrency above 1)."""
+        if self._job_observers:
+            self._tell_observers("job_started", job)
         try:
             self.on_job_execute(job)  # its return value is ignored, as in 2.x
         except Exception as exc:  # an overridden hook failed: fail the job, keep working
-            self.log.error("job %s (task %r): on_job_execute raised %s", job.handle, job.task,
-                           type(exc).__name__, exc_info=True)
+            self._log_job(logging.ERROR, job, "on_job_execute raised %s", type(exc).__name__,
+                          exc_info=True)
             if not self.job_finished(job):
                 self._send_final(job, Command.WORK_EXCEPTION,
                                  (f"{type(exc).__name__}: {exc}".encode("utf-8", "replace"),))
         if not self.job_finished(job):
-            self.log.error("job %s (task %r) ended without a result; sending WORK_FAIL",
-                           job.handle, job.task)
+            self._log_job(logging.ERROR, job, "ended without a result; sending WORK_FAIL")
             self._send_final(job, Command.WORK_FAIL, ())
 
 

@@ -190,9 +190,8 @@ class JobThreads:
         handler, job = record.handler, record.job
         connection = handler.connection
         if worker.handler_for(connection) is not handler or not connection.connected:
-            log.warning("job %s (task %r): %s not sent, its session with %s is gone; "
-                        "gearmand re-queued the job", job.handle, job.task, command.name,
-                        connection.address)
+            worker._log_job(logging.WARNING, job, "%s not sent, its session with %s is gone; "
+                            "gearmand re-queued the job", command.name, connection.address)
             if item.flushed is not None:
                 item.flushed.set()
             return
@@ -236,8 +235,8 @@ class JobThreads:
             try:
                 self.worker._execute(record.job)
             except BaseException:  # never lose the thread's slot: the job is done either way
-                log.exception("job %s (task %r): the job thread failed", record.job.handle,
-                              record.job.task)
+                self.worker._log_job(logging.ERROR, record.job, "failed its job thread",
+                                     exc_info=True)
             finally:
                 self._local.record = None
                 self._outbox.append(_Outgoing(record, None, (), None))

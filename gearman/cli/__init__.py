@@ -16,20 +16,28 @@ from gearman import errors
 from gearman.cli.common import (EXIT_FAILED, EXIT_INTERRUPTED, PROG, CliError, one_line, report,
                                 server_list)
 from gearman.cli.parser import build_parser, parse_args
+from gearman.logs import JsonLogFormatter
 
 __all__ = ["main", "build_parser", "parse_args", "CliError"]
 
 
-def configure_logging(verbosity: int) -> None:
-    if verbosity:
-        logging.basicConfig(level=logging.DEBUG if verbosity > 1 else logging.INFO,
-                            format=f"{PROG}: %(name)s: %(message)s", stream=sys.stderr)
+def configure_logging(verbosity: int, log_format: str = "text") -> None:
+    """-v: INFO, -vv: DEBUG, to stderr; ``log_format='json'``: one JSON object a
+    record (at WARNING without -v)."""
+    level = logging.DEBUG if verbosity > 1 else logging.INFO if verbosity else logging.WARNING
+    if log_format == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLogFormatter())
+        logging.basicConfig(level=level, handlers=[handler])
+    elif verbosity:
+        logging.basicConfig(level=level, format=f"{PROG}: %(name)s: %(message)s",
+                            stream=sys.stderr)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the tool; returns the exit code."""
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, args.log_format)
     try:
         args.servers = server_list(args.hosts, os.environ)
         return int(args.run(args))

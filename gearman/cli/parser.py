@@ -5,13 +5,13 @@ import argparse
 import sys
 from typing import Any, List, NoReturn
 
-from gearman.cli import pool, status, submit, work
+from gearman.cli import exporter, pool, status, submit, work
 from gearman.cli.common import (ADMIN_TIMEOUT_HELP, EXIT_USAGE, PROG, report,
                                 seconds)
 from gearman.version import __version__
 
 #: Each command group's module; its ``register(command)`` adds its subcommands.
-COMMAND_MODULES = (status, submit, work, pool)
+COMMAND_MODULES = (status, submit, work, exporter, pool)
 
 
 class Parser(argparse.ArgumentParser):
@@ -36,6 +36,10 @@ def add_common(parser: argparse.ArgumentParser, timeout_help: str,
     parser.add_argument("--timeout", type=seconds, metavar="S", default=sup, help=timeout_help)
     parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                         help="log the library's messages to stderr (-vv: debug)")
+    parser.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
+                        help="json: one JSON object per log record (time, level, logger, "
+                        "message, gearman_task/gearman_handle/gearman_unique); warnings are "
+                        "logged even without -v")
 
 
 def build_parser() -> Parser:
@@ -45,7 +49,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_common(parser, ADMIN_TIMEOUT_HELP + "; for submit: seconds to wait for the job",
                top=True)
-    parser.set_defaults(json=False, verbose=0)
+    parser.set_defaults(json=False, verbose=0, log_format="text")
     commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
 
     def command(name: str, func: Any, help_text: str, timeout_help: str = ADMIN_TIMEOUT_HELP,

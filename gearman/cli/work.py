@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import signal
@@ -48,7 +49,7 @@ class CommandWorker(GearmanWorker):
         return bytes(proc.stdout)
 
     def fail(self, job: Any, text: str) -> None:
-        self.log.info("job %s (%s) failed: %s", job.handle, job.task, text)
+        self._log_job(logging.INFO, job, "failed: %s", text)
         self.send_job_warning(job, text)
         self.send_job_failure(job)
 

@@ -36,8 +36,11 @@ The API (stable; the worker pool and the exporter use it)::
   ``(ok, text)``: 200 or 503; no health callable: always 200) on a daemon thread.
   ``parse_listen_address('HOST:PORT')`` -> ``(host, port)`` or a ValueError that
   says what is wrong.
-- ``instrument_worker(worker, registry=None)`` (gearman.metrics.worker): job
-  counters, durations and in-progress gauges for a GearmanWorker.
+- ``metrics = instrument_worker(worker, registry=None)`` -> WorkerMetrics: counts
+  the worker's jobs (``gearman_worker_jobs_total{task,outcome}``, outcome
+  complete/fail/exception; ``gearman_worker_job_duration_seconds{task}``;
+  ``gearman_worker_jobs_in_progress{task}``) in ``metrics.registry`` (a new one if
+  None), through ``worker.add_job_observer``; thread-safe.
 """
 from __future__ import annotations
 
@@ -45,13 +48,11 @@ from gearman.metrics.core import DEFAULT_BUCKETS, Counter, Gauge, Histogram, Reg
 from gearman.metrics.exposition import (CONTENT_TYPE, MetricFamily, escape_help,
                                         escape_label_value, format_value)
 from gearman.metrics.server import HealthCheck, MetricsServer, parse_listen_address
-
-#: Buckets for job durations, in seconds: from 5 ms up to 10 minutes.
-JOB_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                        60.0, 120.0, 300.0, 600.0)
+from gearman.metrics.worker import JOB_DURATION_BUCKETS, WorkerMetrics, instrument_worker
 
 __all__ = [
     "CONTENT_TYPE", "DEFAULT_BUCKETS", "JOB_DURATION_BUCKETS", "Counter", "Gauge", "Histogram",
     "MetricFamily", "Registry", "MetricsServer", "HealthCheck", "parse_listen_address",
-    "escape_help", "escape_label_value", "format_value",
+    "escape_help", "escape_label_value", "format_value", "instrument_worker",
+    "WorkerMetrics",
 ]

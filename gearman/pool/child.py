@@ -21,23 +21,23 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from gearman.pool.report import Reporter
-from gearman.protocol import Command
 from gearman.pool.target import build_worker
 
 log = logging.getLogger("gearman.pool.child")
 
 EXIT_CLEAN, EXIT_START_FAILED = 0, 3
-OUTCOMES = {Command.WORK_COMPLETE: "complete", Command.WORK_FAIL: "fail",
-            Command.WORK_EXCEPTION: "exception"}
 #: how often an idle child looks at its connections and lifetime
 CHILD_POLL_TIMEOUT = 1.0
 
 
 class ChildRun:
-    """Wraps one worker object with the pool's accounting and stop rules."""
+    """Wraps one worker object with the pool's accounting and stop rules: a job
+    observer (``add_job_observer``) counts the jobs, an ``after_poll`` set on the
+    instance (the target's own hook still runs inside it) watches connections
+    and the lifetime."""
 
     def __init__(self, worker: Any, reporter: Reporter, config: Dict[str, Any]) -> None:
         self.worker = worker
@@ -47,19 +47,13 @@ class ChildRun:
         self.started_jobs = 0
         self.exit_reason = "supervisor"
         self._lock = threading.Lock()
+        self._started: Dict[int, float] = {}  # id(job) -> when it started
         self._connected: Optional[bool] = None
         lifetime = config.get("lifetime")
         self.deadline = None if lifetime is None else time.monotonic() + float(lifetime)
-        # Instance attributes shadow the class's methods: the target's own hooks
-        # (a subclass's overrides included) still run, inside ours.
-        self._execute = worker._execute
         self._after_poll = worker.after_poll
-        self._send_final = worker._send_final
-        self._outcomes: Dict[int, str] = {}
-        worker._execute = self.execute
         worker.after_poll = self.after_poll
-        if self.count_jobs:
-            worker._send_final = self.send_final
+        worker.add_job_observer(self)
 
     def stop(self, reason: str) -> None:
         """Stop grabbing; work() returns once the running jobs are done (any thread)."""
@@ -67,31 +61,24 @@ class ChildRun:
             self.exit_reason = reason
         self.worker.shutdown()
 
-    def execute(self, job: Any) -> None:
+    def job_started(self, job: Any) -> None:
         with self._lock:
             self.started_jobs += 1
             last = self.max_jobs is not None and self.started_jobs >= self.max_jobs
+            if self.count_jobs:
+                self._started[id(job)] = time.monotonic()
         if last:
             self.stop("max_jobs")  # no GRAB after this job; its result still goes out
+        if self.count_jobs:
+            self.reporter.job_started(job.task)
+
+    def job_finished(self, job: Any, outcome: str) -> None:
         if not self.count_jobs:
-            self._execute(job)
             return
-        task = job.task
-        self.reporter.job_started(task)
-        started = time.monotonic()
-        outcome = "exception"  # unless the job's result says otherwise
-        try:
-            self._execute(job)
-            outcome = self._outcome_of(job)
-        finally:
-            self.reporter.job_ended(task, outcome, time.monotonic() - started)
-
-    def send_final(self, job: Any, command: Command, fields: Tuple[bytes, ...]) -> None:
-        self._send_final(job, command, fields)
-        self._outcomes[id(job)] = OUTCOMES[command]
-
-    def _outcome_of(self, job: Any) -> str:
-        return self._outcomes.pop(id(job), "fail")
+        with self._lock:
+            started = self._started.pop(id(job), None)
+        if started is not None:
+            self.reporter.job_ended(job.task, outcome, time.monotonic() - started)
 
     def after_poll(self, any_activity: bool) -> bool:
         connected = any(c.connected for c in self.worker.connection_list)
