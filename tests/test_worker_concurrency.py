@@ -236,3 +236,24 @@ def test_concurrency_one_runs_jobs_on_the_work_thread(gearmand: GearmandProcess,
     request = client.submit_job("where", b"here", poll_timeout=10)
     assert request.result == b"here"
     assert seen == [(runner.thread.ident, before + 1)]  # no thread beside work()'s own
+
+
+def test_job_observers_count_jobs_run_on_job_threads(gearmand: GearmandProcess, client: Any,
+                                                     runners: List[WorkerThread]) -> None:
+    from gearman.metrics import instrument_worker
+
+    def maybe_fail(job: Any) -> bytes:
+        if job.data.startswith(b"bad"):
+            raise ValueError("bad job")
+        return job.data
+
+    worker = gearman.GearmanWorker([gearmand.address], concurrency=4)
+    worker.register_task("observed", maybe_fail)
+    metrics = instrument_worker(worker)
+    start(runners, worker)
+    jobs = [{"task": "observed", "data": b"ok%d" % i} for i in range(8)]
+    jobs += [{"task": "observed", "data": b"bad%d" % i} for i in range(3)]
+    client.submit_multiple_jobs(jobs, poll_timeout=20)
+    assert metrics.jobs.labels("observed", "complete").get() == 8
+    assert metrics.jobs.labels("observed", "exception").get() == 3
+    assert metrics.in_progress.labels("observed").get() == 0
