@@ -92,7 +92,7 @@ class JobThreads:
                 worker._reconnect_due()
                 continue_working = self._deliver() and continue_working
                 self._dispatch()
-                if not stopping:
+                if not stopping and not worker._pending_sends:  # a CANT_DO waits: no GRAB
                     self.grab()
                 elif not self.records and not worker._jobs and not self._outbox:
                     return

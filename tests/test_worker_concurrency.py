@@ -257,3 +257,22 @@ def test_job_observers_count_jobs_run_on_job_threads(gearmand: GearmandProcess, 
     assert metrics.jobs.labels("observed", "complete").get() == 8
     assert metrics.jobs.labels("observed", "exception").get() == 3
     assert metrics.in_progress.labels("observed").get() == 0
+
+
+def test_unregister_waits_for_the_running_jobs_of_that_task(
+        gearmand: GearmandProcess, client: Any, runners: List[WorkerThread]) -> None:
+    gate = Gate()
+    worker = gearman.GearmanWorker([gearmand.address], concurrency=3)
+    worker.register_task("gated", gate.job)
+    start(runners, worker)
+    requests = client.submit_multiple_jobs([{"task": "gated", "data": b"%d" % i}
+                                            for i in range(2)], wait_until_complete=False,
+                                           poll_timeout=10)
+    wait_for(lambda: gate.running == 2, what="2 jobs running")
+    worker.unregister_task("gated")  # from another thread, jobs of the task running
+    for _ in range(5):  # the CANT_DO waits: gearmand keeps both jobs with this worker
+        assert status_of(gearmand, "gated") == (2, 2, 1)
+    gate.open.set()
+    done = client.wait_until_jobs_completed(requests, poll_timeout=10)
+    assert [r.state for r in done] == [JOB_COMPLETE] * 2
+    wait_for(lambda: status_of(gearmand, "gated")[2] == 0, what="the CANT_DO sent")
