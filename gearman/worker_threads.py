@@ -92,10 +92,11 @@ class JobThreads:
                 worker._reconnect_due()
                 continue_working = self._deliver() and continue_working
                 self._dispatch()
-                if not stopping and not worker._pending_sends:  # a CANT_DO waits: no GRAB
+                if stopping:
+                    if not self.records and not worker._jobs and not self._outbox:
+                        return
+                elif not worker._pending_sends:  # (a CANT_DO waiting for its jobs: no GRAB)
                     self.grab()
-                elif not self.records and not worker._jobs and not self._outbox:
-                    return
                 timeout = poll_timeout
                 if self._outbox or worker._jobs:
                     timeout = 0
