@@ -73,6 +73,7 @@ class JobThreads:
         self._flush_waiters: List[Tuple[Any, threading.Event]] = []
         self._local = threading.local()
         self._threads: List[threading.Thread] = []
+        self._stopping = False  # shutdown() or a hook said stop: no GRAB from here on
 
     # -- the loop (the work() thread) ----------------------------------------------------
     def run(self, poll_timeout: Optional[float]) -> None:
@@ -86,19 +87,19 @@ class JobThreads:
         continue_working = True
         try:
             while True:
-                stopping = worker._stop_requested or not continue_working
+                self._stopping = worker._stop_requested or not continue_working
                 if worker._pending_sends:
                     self._send_pending()
                 worker._reconnect_due()
                 continue_working = self._deliver() and continue_working
                 self._dispatch()
-                if stopping:
+                if self._stopping:
                     if not self.records and not worker._jobs and not self._outbox:
                         return
-                elif not worker._pending_sends:  # (a CANT_DO waiting for its jobs: no GRAB)
+                else:
                     self.grab()
                 timeout = poll_timeout
-                if self._outbox or worker._jobs:
+                if self._outbox:  # (jobs waiting for a thread: a freed one wakes the loop)
                     timeout = 0
                 else:
                     wake_in = worker.next_retry_in()
@@ -125,10 +126,11 @@ class JobThreads:
 
     def grab(self) -> None:
         """GRAB from the servers in turn, one GRAB per server in flight, while a
-        job thread is free (a GRAB unanswered past ``grab_patience`` no longer counts)."""
+        job thread is free (a GRAB unanswered past ``grab_patience`` no longer counts);
+        none once stopping, nor while a registration waits to be sent."""
         worker = self.worker
-        if worker._stop_requested:
-            return
+        if self._stopping or worker._stop_requested or worker._pending_sends:
+            return  # (pending: a CANT_DO waiting for running jobs of its task)
         free = self.free_slots()
         if free <= 0:
             return
