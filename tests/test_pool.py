@@ -101,8 +101,7 @@ class Pool:
         self.directory = directory
         self.log_path = os.path.join(directory, "jobs.log")
         self.stderr_path = os.path.join(directory, "pool.stderr")
-        env = dict(os.environ, PYTHONPATH=REPO, POOL_TEST_LOG=self.log_path,
-                   PYTHONDONTWRITEBYTECODE="1")
+        env = dict(os.environ, PYTHONPATH=REPO, POOL_TEST_LOG=self.log_path)
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gearman", "pool", target, "--host", gearmand.address,
