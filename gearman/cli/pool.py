@@ -32,7 +32,7 @@ def task_count(text: str) -> Tuple[str, int]:
 
 def cmd_pool(args: argparse.Namespace) -> int:
     from gearman.metrics import parse_listen_address
-    from gearman.pool import PoolConfig, Supervisor
+    from gearman.pool.supervisor import PoolConfig, Supervisor
     from gearman.pool.target import parse_target
 
     try:

@@ -12,6 +12,4 @@ disk now, and no thread or lock of the supervisor is inherited half-held.
 """
 from __future__ import annotations
 
-from gearman.pool.supervisor import PoolConfig, Supervisor
-
-__all__ = ["PoolConfig", "Supervisor"]
+# Nothing imported here: a child (python -m gearman.pool.child) loads only what it needs.

@@ -107,7 +107,7 @@ def main(argv: List[str]) -> int:
     logging.basicConfig(level=config.get("log_level", logging.WARNING), stream=sys.stderr,
                         format=f"gearman-py pool [child {config['client_id']}]: "
                                "%(name)s: %(message)s")
-    reporter = Reporter(int(config["report_fd"]))
+    reporter = Reporter(int(config["report_fd"]), config.get("buckets") or ())
     try:
         worker = build_worker(config["target"], config["hosts"], config.get("task"),
                               config.get("concurrency"))

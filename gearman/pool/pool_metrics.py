@@ -33,6 +33,8 @@ class PoolMetrics:
         self._retired_done: Done = {}
         self._retired_durations: Durations = {}
         self.server: Optional[MetricsServer] = None
+        #: the duration histogram's bounds, handed to every child
+        self.buckets = JOB_DURATION_BUCKETS
 
     def start(self, listen: str) -> None:
         self.server = MetricsServer(listen, self.registry, health=self.supervisor.health)

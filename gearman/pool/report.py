@@ -21,9 +21,7 @@ import json
 import os
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Optional
-
-from gearman.metrics import JOB_DURATION_BUCKETS
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 #: a line longer than this from a child is a bug: the pipe is dropped
 MAX_LINE = 256 * 1024
@@ -34,8 +32,9 @@ REPORT_INTERVAL = 0.25
 class Reporter:
     """The child's end: thread-safe, never raises (a gone supervisor is not the job's fault)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, buckets: Sequence[float] = ()) -> None:
         self._fd = fd
+        self._buckets = list(buckets)  # the supervisor's histogram bounds (with --metrics)
         self._lock = threading.Lock()
         self._done: Dict[str, Dict[str, int]] = {}
         self._durations: Dict[str, List[float]] = {}
@@ -70,8 +69,8 @@ class Reporter:
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
             histogram = self._durations.get(task)
             if histogram is None:
-                histogram = self._durations[task] = [0.0] * (len(JOB_DURATION_BUCKETS) + 2)
-            histogram[bisect.bisect_left(JOB_DURATION_BUCKETS, seconds)] += 1
+                histogram = self._durations[task] = [0.0] * (len(self._buckets) + 2)
+            histogram[bisect.bisect_left(self._buckets, seconds)] += 1
             histogram[-1] += seconds
             self._changed = True
 

@@ -198,6 +198,7 @@ class Supervisor:
             "concurrency": config.concurrency, "max_jobs": config.max_jobs,
             "lifetime": lifetime, "client_id": f"{self.host_name}-{os.getpid()}-{number}",
             "report_fd": write_fd, "report_jobs": self.metrics is not None,
+            "buckets": None if self.metrics is None else list(self.metrics.buckets),
             "log_level": config.child_log_level}
         try:
             process = subprocess.Popen(
