@@ -148,18 +148,12 @@ class GearmanWorker(GearmanConnectionManager):
         self._stop_requested = False
         self._work_thread = threading.get_ident()
         self._working = True
-        if self.concurrency > 1:
-            self._job_threads = JobThreads(self, self.concurrency)
-            try:
-                self._job_threads.run(poll_timeout)
-            finally:
-                self._job_threads = None
-                self._stop_requested = True
-                self._working = False
-                self._finish_and_close()
-            return
         continue_working = True
         try:
+            if self.concurrency > 1:  # job threads; this thread keeps the sockets
+                self._job_threads = JobThreads(self, self.concurrency)
+                self._job_threads.run(poll_timeout)
+                continue_working = False
             while continue_working and not self._stop_requested:
                 # After a job: registrations its callback made go out after its
                 # result, and the next GRAB in the same write -- unless a hook
@@ -182,6 +176,7 @@ class GearmanWorker(GearmanConnectionManager):
                     continue_working = self.after_job()
                 continue_working = self.after_poll(any_activity) and continue_working
         finally:
+            self._job_threads = None  # (its threads are joined: the senders go direct)
             self._stop_requested = True  # no GRAB while the last results are flushed
             self._working = False
             self._finish_and_close()
