@@ -5,6 +5,7 @@ answers there; otherwise starts a private gearmand on a free loopback port.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,6 +13,9 @@ import threading
 import time
 
 import gearman
+from gearman.aio import AsyncGearmanClient
+from gearman.exporter import GearmanExporter
+from gearman.metrics import Registry
 from gearman.testing import GearmandProcess
 
 
@@ -26,8 +30,8 @@ def running_server(address: str) -> bool:
         admin.close()
 
 
-def start_worker(address: str) -> tuple:
-    worker = gearman.GearmanWorker([address])
+def start_worker(address: str, concurrency: int = 1) -> tuple:
+    worker = gearman.GearmanWorker([address], concurrency=concurrency)
     worker.set_client_id("demo-worker")
 
     def reverse(job):
@@ -39,16 +43,41 @@ def start_worker(address: str) -> tuple:
             worker.send_job_status(job, done, len(words))
         return str(len(words))
 
+    def nap(job):
+        time.sleep(0.2)  # waits on "I/O": four run at once on the worker's job threads
+        return job.data
+
     worker.register_task("reverse", reverse)
     worker.register_task("count_words", count_words)
+    worker.register_task("nap", nap)
     thread = threading.Thread(target=worker.work, kwargs={"poll_timeout": 1.0}, daemon=True)
     thread.start()
     return worker, thread
 
 
+async def asyncio_demo(address: str) -> None:
+    """The same jobs from asyncio: many tasks await one AsyncGearmanClient."""
+    async with AsyncGearmanClient([address]) as client:
+        requests = await asyncio.gather(*(client.submit_job("reverse", f"async {i}",
+                                                            poll_timeout=30)
+                                          for i in range(100)))
+        good = sum(r.result == f"async {i}".encode()[::-1] for i, r in enumerate(requests))
+        print(f"asyncio: 100 concurrent submit_job calls, {good} results matched")
+
+
+def exporter_demo(address: str) -> None:
+    """What Prometheus would scrape from ``gearman-py exporter``."""
+    registry = Registry()
+    registry.add_collector(GearmanExporter([address]).collect)
+    wanted = ("gearman_up", "gearman_function_workers{")
+    for line in registry.render().splitlines():
+        if line.startswith(wanted):
+            print(f"  metric: {line}")
+
+
 def demo(address: str) -> None:
     print(f"gearmand at {address}")
-    worker, thread = start_worker(address)
+    worker, thread = start_worker(address, concurrency=4)
     with gearman.GearmanClient([address]) as client:
         request = client.submit_job("reverse", "hello gearman", poll_timeout=10)
         print(f"reverse('hello gearman') -> {request.result!r} ({request.state})")
@@ -65,6 +94,12 @@ def demo(address: str) -> None:
         print(f"2000 jobs in one batch: {good} results matched in {elapsed:.2f}s "
               f"({2000 / elapsed:.0f} jobs/s)")
 
+        start = time.monotonic()
+        naps = client.submit_multiple_jobs([{"task": "nap", "data": str(i)} for i in range(8)],
+                                           poll_timeout=30)
+        print(f"8 jobs of 0.2 s on a worker with concurrency=4: "
+              f"{sum(r.complete for r in naps)} done in {time.monotonic() - start:.2f}s")
+
         background = client.submit_job("reverse", "later", background=True, poll_timeout=10)
         print(f"background job accepted with handle {background.job.handle}")
 
@@ -78,6 +113,8 @@ def demo(address: str) -> None:
                 print(f"  worker: {row['client_id']} can do {', '.join(row['tasks'])}")
     finally:
         admin.close()
+    asyncio.run(asyncio_demo(address))
+    exporter_demo(address)
     cli_demo(address)
     worker.shutdown()
     thread.join(10)

@@ -1,4 +1,5 @@
-"""GearmanWorker: register functions and do jobs, one at a time per worker object.
+"""GearmanWorker: register functions and do jobs, one at a time per worker object
+(or up to ``concurrency`` at once on job threads: see :mod:`gearman.worker_threads`).
 
 With no work it sleeps (PRE_SLEEP) until a server wakes it (NOOP); a lost
 server is reconnected with capped, jittered backoff and re-registered.
@@ -21,6 +22,7 @@ from gearman.protocol import Command
 from gearman.seams import JobObserver
 from gearman.shapes import ExcInfo, Number, Payload
 from gearman.worker_handler import GearmanWorkerCommandHandler
+from gearman.worker_threads import JobThreads
 from gearman.worker_rules import (WorkerRules, exception_fields, exception_text, status_fields,
                                   takes_worker_argument)
 
@@ -40,8 +42,15 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
     #: seconds an unanswered GRAB may hold up grabbing from the other servers
     grab_patience = 1.0
 
-    def __init__(self, host_list: Any = None, **options: Any) -> None:
+    def __init__(self, host_list: Any = None, concurrency: int = 1, **options: Any) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+            raise TypeError(f"concurrency must be an int, got {type(concurrency).__name__}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         super().__init__(host_list, **options)
+        #: jobs run at once; above 1 they run on job threads started by work()
+        self.concurrency = concurrency
+        self._job_threads: Optional[JobThreads] = None  # set while a concurrent work() runs
         self._jobs: Deque[Tuple[Any, Any]] = collections.deque()
         self._current_job: Any = None
         #: the job whose final answer (COMPLETE, FAIL, EXCEPTION) went out last
@@ -62,30 +71,33 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
         ``after_poll(any_activity)`` runs after every poll pass (at least every
         ``poll_timeout`` seconds); ``after_job()`` after every job.  Server outages
         never end this loop: servers are reconnected with backoff.
+
+        With ``concurrency`` above 1, this thread owns the sockets and runs
+        ``after_poll`` and ``after_job`` (after each job's result went out);
+        ``on_job_execute``, ``on_job_complete``, ``on_job_exception`` and the
+        callbacks run on the job threads.  Once stopping (:meth:`shutdown`, or a
+        hook returned False) no job is grabbed and this returns when the running
+        jobs are done and their results sent.
         """
         if poll_timeout is not None and poll_timeout < 0:
             raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
         # _stop_requested is not cleared here: a shutdown() that ran before this
         # point (another thread, or before work() was called) ends this work() at once.
-        reconnect_hook_overridden = (type(self).establish_worker_connections
-                                     is not GearmanWorker.establish_worker_connections)
         self._work_thread = threading.get_ident()
         self._working = True
         continue_working = True
         try:
+            if self.concurrency > 1:  # job threads; this thread keeps the sockets
+                self._job_threads = JobThreads(self, self.concurrency)
+                self._job_threads.run(poll_timeout)
+                continue_working = False
             while continue_working and not self._stop_requested:
                 # After a job: registrations its callback made go out after its
                 # result, and the next GRAB in the same write -- unless a hook
                 # ended work(), so no job is taken only to be given back.
                 if self._pending_sends:
                     self._send_pending()
-                if reconnect_hook_overridden:
-                    self.establish_worker_connections()  # a 2.x override runs every pass
-                else:
-                    for connection in self.connection_list:
-                        if not connection.connected:  # one is down: reconnect those due
-                            self.establish_worker_connections()
-                            break
+                self._reconnect_due()
                 self._grab_where_possible()
                 timeout = poll_timeout
                 if self._jobs:
@@ -101,10 +113,21 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
                     continue_working = self.after_job()
                 continue_working = self.after_poll(any_activity) and continue_working
         finally:
+            self._job_threads = None  # (its threads are joined: the senders go direct)
             self._stop_requested = True  # no GRAB while the last results are flushed
             self._working = False
             self._finish_and_close()
             self._stop_requested = False  # the request is used up: a later work() runs
+
+    def _reconnect_due(self) -> None:
+        if (type(self).establish_worker_connections
+                is not GearmanWorker.establish_worker_connections):
+            self.establish_worker_connections()  # a 2.x override runs every pass
+            return
+        for connection in self.connection_list:
+            if not connection.connected:  # one is down: reconnect those due
+                self.establish_worker_connections()
+                return
 
     def establish_worker_connections(self) -> List[GearmanConnection]:
         """Connect every server that is down and due for another try."""
@@ -161,7 +184,8 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
         return True
 
     def on_job_execute(self, current_job: GearmanJob) -> bool:
-        """Run the job's callback and route its outcome to the two hooks below."""
+        """Run the job's callback and route its outcome to the two hooks below
+        (on a job thread when ``concurrency`` is above 1, like those hooks)."""
         try:
             callback, arguments = self._callback_call(current_job)
             job_result = callback(*arguments)
@@ -222,6 +246,9 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
 
     def job_finished(self, current_job: GearmanJob) -> bool:
         """True once a WORK_COMPLETE, WORK_FAIL or WORK_EXCEPTION was sent for the job."""
+        job_threads = self._job_threads
+        if job_threads is not None:
+            return job_threads.is_finished(current_job)
         return current_job is self._finished_job
 
     def _send(self, current_job: Any, command: Command, fields: Tuple[bytes, ...]) -> bool:
@@ -242,13 +269,20 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
                      poll_timeout: Optional[float]) -> None:
         if not isinstance(fields, tuple):
             fields = (fields,)
-        if self._send(current_job, command, fields):
-            limit = UPDATE_SEND_TIMEOUT if poll_timeout is None else poll_timeout
+        limit = UPDATE_SEND_TIMEOUT if poll_timeout is None else poll_timeout
+        job_threads = self._job_threads
+        if job_threads is not None:
+            job_threads.send_update(current_job, command, fields, limit)
+        elif self._send(current_job, command, fields):
             self.flush_connections([current_job.connection], limit)
 
     def _send_final(self, current_job: Any, command: Command, fields: Tuple[bytes, ...]) -> None:
         if self._job_observers and not self.job_finished(current_job):
             self._tell_observers("job_finished", current_job, _OUTCOMES[command])
+        job_threads = self._job_threads
+        if job_threads is not None:
+            job_threads.send_final(current_job, command, fields)
+            return
         if current_job is self._finished_job:
             raise errors.InvalidWorkerState(f"job {current_job.handle} (task "
                                             f"{current_job.task!r}) was already finished")
@@ -284,16 +318,19 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
         self._pending_sends.append((send_name, args))
         if self._working and threading.get_ident() != self._work_thread:
             self.wakeup()
-        elif self._current_job is None:
-            self._send_pending()
+        elif self._current_job is None and self._job_threads is None:
+            self._send_pending()  # (the concurrent loop sends them on its next pass)
 
     def _send_pending(self) -> None:
         while self._pending_sends:
             send_name, args = self._pending_sends.popleft()
-            for handler in self._live_handlers():
-                self._safely(handler, getattr(handler, send_name), *args)
-                if send_name == "send_cant_do":  # gearmand re-queued its held jobs
-                    self._forget_jobs(handler, args[0])
+            self._send_registration(send_name, args)
+
+    def _send_registration(self, send_name: str, args: Tuple[Any, ...]) -> None:
+        for handler in self._live_handlers():
+            self._safely(handler, getattr(handler, send_name), *args)
+            if send_name == "send_cant_do":  # gearmand re-queued its held jobs
+                self._forget_jobs(handler, args[0])
 
     def _forget_jobs(self, handler: Any, task: Optional[str] = None) -> int:
         """Drop the jobs assigned by ``handler`` and not yet run (of ``task`` only, if
@@ -318,6 +355,9 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
         unanswered for ``grab_patience`` seconds (a stopped server) no longer
         blocks the other servers.
         """
+        if self._job_threads is not None:
+            self._job_threads.grab()
+            return
         if self._jobs or self._current_job is not None or self._stop_requested:
             return
         handlers = self._live_handlers()
@@ -362,6 +402,15 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
             return
         self._current_job = job
         self._finished_job = None
+        try:
+            self._execute(job)
+        finally:
+            self._current_job = None
+            self._finished_job = None  # do not keep the job alive until the next one
+
+    def _execute(self, job: Any) -> None:
+        """Run one job through on_job_execute; make sure it ends with exactly one
+        result (on the loop thread, or on a job thread with concurrency above 1)."""
         if self._job_observers:
             self._tell_observers("job_started", job)
         try:
@@ -369,15 +418,12 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
         except Exception as exc:  # an overridden hook failed: fail the job, keep working
             self._log_job(logging.ERROR, job, "on_job_execute raised %s", type(exc).__name__,
                           exc_info=True)
-            if self._finished_job is not job:
+            if not self.job_finished(job):
                 self._send_final(job, Command.WORK_EXCEPTION,
                                  (exception_text(exc).encode("utf-8", "replace"),))
-        finally:
-            self._current_job = None
-        if self._finished_job is not job:
+        if not self.job_finished(job):
             self._log_job(logging.ERROR, job, "ended without a result; sending WORK_FAIL")
             self._send_final(job, Command.WORK_FAIL, ())
-        self._finished_job = None  # do not keep the job alive until the next one
 
 
 if TYPE_CHECKING:

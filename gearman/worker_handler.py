@@ -2,6 +2,7 @@
 grab → assign / no-job → sleep → NOOP cycle (protocol.md §5.2)."""
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from typing import Any, Dict, Optional
@@ -12,6 +13,9 @@ from gearman.seams import Connection, WorkerOwner
 from gearman.util import handle_text, to_text
 
 log = logging.getLogger(__name__)
+
+#: numbers the sessions: a handler lives from one connect to its connection's loss
+_sessions = itertools.count(1)
 
 
 class GearmanWorkerCommandHandler(GearmanCommandHandler):
@@ -26,6 +30,8 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
 
     def __init__(self, connection_manager: WorkerOwner, connection: Connection) -> None:
         super().__init__(connection_manager, connection)
+        #: this session's number: results of a job from an older session are never sent
+        self.session = next(_sessions)
         #: the server may have a job for us (true at start and after NOOP)
         self.may_have_work = True
         #: GRABs on the wire whose answers have not come yet (the blocking worker

@@ -144,6 +144,9 @@ def test_the_main_demo_runs_end_to_end(gearmand):
     out = output_of("demo.py", gearmand.address)
     assert "reverse('hello gearman') -> b'namraeg olleh' (COMPLETE)" in out
     assert "2000 jobs in one batch: 2000 results matched" in out
+    assert "8 jobs of 0.2 s on a worker with concurrency=4: 8 done" in out
+    assert "asyncio: 100 concurrent submit_job calls, 100 results matched" in out
+    assert "metric: gearman_up 1" in out
     assert "HELLO FROM THE CLI" in out
     assert out.rstrip().endswith("demo finished")
 

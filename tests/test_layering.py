@@ -10,9 +10,9 @@ import gearman
 
 PACKAGE = pathlib.Path(gearman.__file__).resolve().parent  # the installed copy under test
 IO_MODULES = {"socket", "select", "selectors", "ssl", "asyncio"}
-SANS_IO = ["protocol.py", "protocol_compat.py", "command_handler.py", "client_handler.py",
-           "worker_handler.py", "admin_client_handler.py", "job.py", "encoders.py",
-           "errors.py", "constants.py",
+SANS_IO = ["protocol.py", "protocol_compat.py", "admin_text.py", "command_handler.py",
+           "client_handler.py", "worker_handler.py", "admin_client_handler.py", "job.py",
+           "encoders.py", "errors.py", "constants.py",
            # the driver-free core both drivers share (issue 12)
            "server_pool.py", "request_fate.py", "request_checks.py", "seams.py", "shapes.py"]
 

@@ -12,7 +12,8 @@ import pytest
 
 import gearman
 from gearman import errors
-from gearman.connection import _FIELD_HEADROOM, GearmanConnection
+from gearman.connection import GearmanConnection
+from gearman.connection_state import FIELD_HEADROOM
 from gearman.constants import JOB_CREATED
 from gearman.protocol import HEADER, RES, Command, Packet, PacketParser, TextLine, pack
 from gearman.testing import GearmandProcess
@@ -72,16 +73,16 @@ def pair() -> Iterator[Tuple[GearmanConnection, socket.socket]]:
 
 def test_a_connection_takes_a_packet_of_payload_maximum_plus_field_room(pair) -> None:
     connection, server = pair
-    server.sendall(echo_res(LIMIT + _FIELD_HEADROOM))
+    server.sendall(echo_res(LIMIT + FIELD_HEADROOM))
     events = []
     while not events:
         events = list(connection.read())
-    assert events == [Packet(Command.ECHO_RES, (b"e" * (LIMIT + _FIELD_HEADROOM),), RES)]
+    assert events == [Packet(Command.ECHO_RES, (b"e" * (LIMIT + FIELD_HEADROOM),), RES)]
 
 
 def test_a_connection_refuses_one_byte_more(pair) -> None:
     connection, server = pair
-    server.sendall(echo_res(LIMIT + _FIELD_HEADROOM + 1)[:HEADER.size])
+    server.sendall(echo_res(LIMIT + FIELD_HEADROOM + 1)[:HEADER.size])
     with pytest.raises(errors.ProtocolError, match="exceeds") as info:
         list(connection.read())
     assert info.value.server == "fake-server:4730"

@@ -5,13 +5,13 @@ import argparse
 import sys
 from typing import Any, List, NoReturn
 
-from gearman.cli import exporter, status, submit, work
+from gearman.cli import exporter, pool, status, submit, work
 from gearman.cli.common import (ADMIN_TIMEOUT_HELP, EXIT_USAGE, PROG, report,
                                 seconds)
 from gearman.version import __version__
 
 #: Each command group's module; its ``register(command)`` adds its subcommands.
-COMMAND_MODULES = (status, submit, work, exporter)
+COMMAND_MODULES = (status, submit, work, exporter, pool)
 
 
 class Parser(argparse.ArgumentParser):
