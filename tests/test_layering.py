@@ -46,11 +46,11 @@ def test_runtime_imports_are_standard_library_only():
     import sys
 
     stdlib = getattr(sys, "stdlib_module_names", None) or {  # Python 3.9 lacks the list
-        "__future__", "argparse", "ast", "collections", "contextlib", "datetime", "enum",
-        "errno", "functools", "inspect", "io", "itertools", "json", "logging", "os", "random",
-        "re", "resource", "selectors", "shlex", "shutil", "signal", "socket", "ssl", "struct",
-        "subprocess", "sys", "tempfile", "threading", "time", "types", "typing", "weakref",
-        "zlib"}
+        "__future__", "argparse", "ast", "builtins", "collections", "contextlib", "datetime",
+        "enum", "errno", "functools", "importlib", "inspect", "io", "itertools", "json",
+        "logging", "os", "queue", "random", "re", "resource", "selectors", "shlex", "shutil",
+        "signal", "socket", "ssl", "struct", "subprocess", "sys", "tempfile", "threading",
+        "time", "types", "typing", "weakref", "zlib"}
     allowed = set(stdlib) | {"gearman", "pytest"}
     for path in PACKAGE.glob("*.py"):
         for name in imported_modules(path):
