@@ -770,7 +770,7 @@ def scaling_chart(scenarios: Sequence[Scenario], libs: Sequence[str],
     except ImportError:
         return svg_chart(points, os.path.splitext(path)[0] + ".svg")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for lib in libs:
+    for lib in points:  # only the libraries that ran every scaling cell
         good = [p for p in points[lib] if p[1] is not None]
         left.plot([p[0] for p in good], [p[1] for p in good], marker="o", label=lib)
         right.plot([p[0] for p in good], [p[2] for p in good], marker="o", label=lib)
