@@ -11,14 +11,19 @@ from gearman.cli.common import EXIT_USAGE, PROG, AddCommand, CliError, seconds
 DEFAULT_GRACEFUL_TIMEOUT = 30.0
 
 
-def positive_int(text: str) -> int:
+def whole_number(text: str, minimum: int = 1) -> int:
+    """An argparse type: a whole number of at least ``minimum``."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r} must be {minimum} or more")
     return value
+
+
+def positive_int(text: str) -> int:
+    return whole_number(text, 1)
 
 
 def task_count(text: str) -> Tuple[str, int]:
@@ -109,13 +114,7 @@ def register(command: AddCommand) -> None:
 
 
 def _count_or_zero(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
+    return whole_number(text, 0)
 
 
 __all__: List[str] = ["register", "cmd_pool"]
