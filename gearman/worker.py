@@ -51,6 +51,7 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
         #: jobs run at once; above 1 they run on job threads started by work()
         self.concurrency = concurrency
         self._job_threads: Optional[JobThreads] = None  # set while a concurrent work() runs
+        self._reconnect_every_pass = False  # a subclass overrides establish_worker_connections
         self._jobs: Deque[Tuple[Any, Any]] = collections.deque()
         self._current_job: Any = None
         #: the job whose final answer (COMPLETE, FAIL, EXCEPTION) went out last
@@ -83,6 +84,8 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
             raise ValueError(f"poll_timeout must be None or >= 0, got {poll_timeout!r}")
         # _stop_requested is not cleared here: a shutdown() that ran before this
         # point (another thread, or before work() was called) ends this work() at once.
+        self._reconnect_every_pass = (type(self).establish_worker_connections
+                                      is not GearmanWorker.establish_worker_connections)
         self._work_thread = threading.get_ident()
         self._working = True
         continue_working = True
@@ -120,8 +123,7 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
             self._stop_requested = False  # the request is used up: a later work() runs
 
     def _reconnect_due(self) -> None:
-        if (type(self).establish_worker_connections
-                is not GearmanWorker.establish_worker_connections):
+        if self._reconnect_every_pass:
             self.establish_worker_connections()  # a 2.x override runs every pass
             return
         for connection in self.connection_list:
@@ -277,8 +279,6 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
             self.flush_connections([current_job.connection], limit)
 
     def _send_final(self, current_job: Any, command: Command, fields: Tuple[bytes, ...]) -> None:
-        if self._job_observers and not self.job_finished(current_job):
-            self._tell_observers("job_finished", current_job, _OUTCOMES[command])
         job_threads = self._job_threads
         if job_threads is not None:
             job_threads.send_final(current_job, command, fields)
@@ -287,7 +287,13 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
             raise errors.InvalidWorkerState(f"job {current_job.handle} (task "
                                             f"{current_job.task!r}) was already finished")
         self._finished_job = current_job
+        self._observe_final(current_job, command)
         self._send(current_job, command, fields)
+
+    def _observe_final(self, job: Any, command: Command) -> None:
+        """Tell the job observers of a job's one final answer, before it is sent."""
+        if self._job_observers:
+            self._tell_observers("job_finished", job, _OUTCOMES[command])
 
     # -- called by handlers ---------------------------------------------------------------
     def note_may_have_work(self, handler: GearmanWorkerCommandHandler) -> None:

@@ -45,10 +45,6 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
         """A GRAB is on the wire and its answer has not come yet."""
         return self.grabs_in_flight > 0
 
-    @grab_outstanding.setter
-    def grab_outstanding(self, value: bool) -> None:
-        self.grabs_in_flight = 1 if value else 0
-
     def _grab_answered(self) -> bool:
         """One GRAB got its answer; True if none is left in flight."""
         if self.grabs_in_flight > 0:
@@ -72,7 +68,7 @@ class GearmanWorkerCommandHandler(GearmanCommandHandler):
         self.connection_manager.note_may_have_work(self)
 
     def on_io_error(self) -> None:
-        self.grab_outstanding = False
+        self.grabs_in_flight = 0
         self.may_have_work = False
         self.connection_manager.on_connection_lost(self)
 

@@ -274,6 +274,7 @@ class JobThreads:
                 raise errors.InvalidWorkerState(f"job {job.handle} (task {job.task!r}) was "
                                                 "already finished")
             record.finished = True
+        self.worker._observe_final(job, command)
         self._post(_Outgoing(record, command, fields, None))
 
     def send_update(self, job: Any, command: Command, fields: Tuple[bytes, ...],
