@@ -17,7 +17,7 @@ from gearman.client_handler import GearmanClientCommandHandler, StatusQuery
 from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE, MAX_UNIQUE_LENGTH
 from gearman.job import GearmanJobRequest
 from gearman.manager_core import C, ManagerCore
-from gearman.request_checks import RequestMaker, make_requests
+from gearman.request_checks import RequestMaker, check_batch, make_requests
 from gearman.shapes import HostItem, JobDict, Name
 from gearman.util import to_bytes
 
@@ -61,7 +61,13 @@ class ClientRules(ManagerCore[C]):
     # -- building requests -----------------------------------------------------------
     def _make_requests(self, jobs_to_submit: Sequence[JobDict], background: bool,
                        max_retries: int) -> List[GearmanJobRequest]:
-        """Check a whole batch and build its requests; raises before anything is sent."""
+        """Check a whole batch and build its requests; raises before anything is sent.
+        A subclass's ``_create_request_from_dictionary`` (a 2.x override) builds each one."""
+        if type(self)._create_request_from_dictionary is not \
+                ClientRules._create_request_from_dictionary:
+            check_batch(jobs_to_submit, background, max_retries)
+            return [self._create_request_from_dictionary(job, background, max_retries, index)
+                    for index, job in enumerate(jobs_to_submit)]
         return make_requests(self._maker, jobs_to_submit, background, max_retries,
                              self.job_class, self.job_request_class, self.encode_payload)
 

@@ -197,3 +197,27 @@ def test_a_method_replaced_on_the_client_object_is_called_too(gearmand: Gearmand
         assert sent == ["ua", "ub"]
         from gearman.submit_paths import ShortPaths
         assert ShortPaths.of(plain, gearman.GearmanClient).send  # other objects unaffected
+
+
+def test_an_overridden_create_request_from_dictionary_builds_every_request(
+        gearmand: GearmandProcess, echo_worker: None) -> None:
+    built: List[Any] = []
+
+    class Tagging(gearman.GearmanClient):  # a 2.x override: tag each request as it is built
+        def _create_request_from_dictionary(self, job_info: Any, background: bool = False,
+                                            max_retries: int = 0, index: int = 0) -> Any:
+            request = super()._create_request_from_dictionary(job_info, background,
+                                                              max_retries, index)
+            request.tag = index
+            built.append(job_info["data"])
+            return request
+
+    with Tagging([gearmand.address]) as client:
+        one = client.submit_job("echo", b"a", poll_timeout=10)
+        many = client.submit_multiple_jobs([{"task": "echo", "data": b"b"},
+                                            {"task": "echo", "data": b"c"}], poll_timeout=10)
+        with pytest.raises(TypeError):  # the batch checks still run first
+            client.submit_multiple_jobs({"task": "echo", "data": b"d"})
+    assert built == [b"a", b"b", b"c"]
+    assert [one.tag] + [r.tag for r in many] == [0, 0, 1]
+    assert [r.result for r in [one] + many] == [b"a", b"b", b"c"]
