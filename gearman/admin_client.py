@@ -73,7 +73,7 @@ class GearmanAdminClient(plans.AdminClientRules[GearmanConnection], GearmanConne
                 self._drop(connection, errors.InvalidAdminClientState(
                     f"gearmand at {connection.address}: no reply to {query.command!r} in "
                     f"{self.poll_timeout}s"))
-            raise plans.no_reply_error(query, self.poll_timeout)
+            raise plans.no_reply_error(query.server, query.command, self.poll_timeout)
         return query
 
     # -- commands (what each sends and returns: gearman.admin_commands) ----------------

@@ -107,10 +107,12 @@ def reply_of(query: AdminQuery, connection: Any) -> Any:
     return result
 
 
-def no_reply_error(query: AdminQuery, poll_timeout: Optional[float]) -> errors.GearmanError:
-    """What an unanswered ``query`` raises once ``poll_timeout`` has passed."""
-    return errors.InvalidAdminClientState(f"gearmand at {query.server} did not answer "
-                                          f"{query.command!r} within {poll_timeout} seconds")
+def no_reply_error(server: str, command: str,
+                   poll_timeout: Optional[float]) -> errors.GearmanError:
+    """What an admin ``command`` to ``server`` raises once ``poll_timeout`` has passed
+    unanswered (either driver)."""
+    return errors.InvalidAdminClientState(f"gearmand at {server} did not answer "
+                                          f"{command!r} within {poll_timeout} seconds")
 
 
 def _text(reply: Any, where: str) -> str:

@@ -136,11 +136,6 @@ class ServerPool:
         self._backed_off.add(record)
         return delay
 
-    @staticmethod
-    def answered(record: ServerRecord) -> None:
-        """The server sent a valid packet: its backoff starts over."""
-        record.failures = 0
-
     def is_due(self, connection: Any) -> bool:
         """False while a failed server waits out its backoff."""
         record = self._records.get(connection)

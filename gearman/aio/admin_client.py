@@ -58,9 +58,8 @@ class AsyncGearmanAdminClient(plans.AdminClientRules[AsyncConnection], AsyncConn
         try:
             return await asyncio.wait_for(self._exchange(plan, server), self.poll_timeout)
         except asyncio.TimeoutError:
-            raise errors.InvalidAdminClientState(
-                f"gearmand at {self._connection_for(server).address} did not answer "
-                f"{plan.command!r} within {self.poll_timeout} seconds") from None
+            raise plans.no_reply_error(self._connection_for(server).address, plan.command,
+                                       self.poll_timeout) from None
 
     async def _exchange(self, plan: plans.Plan, server: Optional[HostItem]) -> Any:
         connection, handler = await self.establish_admin_connection(server)
