@@ -209,8 +209,7 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
         try:
             self.send_job_complete(current_job, job_result)
         except Exception as exc:  # any encoder failure: fail this job, keep working
-            self._log_job(logging.ERROR, current_job, "cannot send the result: %s", exc)
-            self.send_job_exception(current_job, f"result not sendable: {exc}")
+            self.send_job_exception(current_job, self._result_not_sendable(current_job, exc))
         return True
 
     # -- inside a callback ----------------------------------------------------------------

@@ -191,6 +191,12 @@ class WorkerRules(ManagerCore[C]):
         self._log_job(logging.ERROR, job, "from %s raised %s", job_server(job),
                       type(exc_info[1]).__name__, exc_info=exc_info, stacklevel=3)
 
+    def _result_not_sendable(self, job: Any, exc: Exception) -> str:
+        """Log that the encoder refused ``job``'s result; the WORK_EXCEPTION text that
+        fails the job instead."""
+        self._log_job(logging.ERROR, job, "cannot send the result: %s", exc, stacklevel=3)
+        return f"result not sendable: {exc}"
+
     def _log_unsent(self, job: Any, command: Command) -> None:
         self._log_job(logging.WARNING, job, "%s not sent, connection to %s is gone; "
                       "gearmand re-queues the job", command.name, job_server(job), stacklevel=3)

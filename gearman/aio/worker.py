@@ -226,10 +226,8 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
                 try:
                     self._final(job, Command.WORK_COMPLETE, (self.encode_payload(result),))
                 except Exception as exc:  # the encoder refused the result
-                    self.log.error("job %s (task %r): cannot send the result: %s", job.handle,
-                                   job.task, exc)
                     self._final(job, Command.WORK_EXCEPTION,
-                                exception_fields(f"result not sendable: {exc}"))
+                                exception_fields(self._result_not_sendable(job, exc)))
         finally:
             handler = self._running.pop(job, None)
             self._finished.discard(job)
