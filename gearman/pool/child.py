@@ -25,17 +25,21 @@ from typing import Any, Dict, List, Optional
 
 from gearman.pool.report import Reporter
 from gearman.pool.target import build_worker
+from gearman.worker import GearmanWorker
 
 log = logging.getLogger("gearman.pool.child")
 
 EXIT_CLEAN, EXIT_START_FAILED = 0, 3
 #: how often an idle child looks at its connections and lifetime
 CHILD_POLL_TIMEOUT = 1.0
+#: a busy child polls once a job or more: it looks at them at most this often
+CHECK_INTERVAL = 0.05
 
 
 class ChildRun:
     """Wraps one worker object with the pool's accounting and stop rules: a job
-    observer (``add_job_observer``) counts the jobs, an ``after_poll`` set on the
+    observer (``add_job_observer``, only with ``--max-jobs`` or ``--metrics``)
+    counts the jobs, an ``after_poll`` set on the
     instance (the target's own hook still runs inside it) watches connections
     and the lifetime."""
 
@@ -51,9 +55,13 @@ class ChildRun:
         self._connected: Optional[bool] = None
         lifetime = config.get("lifetime")
         self.deadline = None if lifetime is None else time.monotonic() + float(lifetime)
-        self._after_poll = worker.after_poll
+        self._next_check = 0.0
+        own_hook = getattr(type(worker), "after_poll", None) is not GearmanWorker.after_poll
+        self._after_poll = worker.after_poll if own_hook or "after_poll" in vars(worker) \
+            else None
         worker.after_poll = self.after_poll
-        worker.add_job_observer(self)
+        if self.max_jobs is not None or self.count_jobs:  # else a job costs the pool nothing
+            worker.add_job_observer(self)
 
     def stop(self, reason: str) -> None:
         """Stop grabbing; work() returns once the running jobs are done (any thread)."""
@@ -81,15 +89,21 @@ class ChildRun:
             self.reporter.job_ended(job.task, outcome, time.monotonic() - started)
 
     def after_poll(self, any_activity: bool) -> bool:
+        now = time.monotonic()
+        if now >= self._next_check:  # a few checks a second, not one per job
+            self._next_check = now + CHECK_INTERVAL
+            self._check(now)
+        return True if self._after_poll is None else bool(self._after_poll(any_activity))
+
+    def _check(self, now: float) -> None:
         connected = any(c.connected for c in self.worker.connection_list)
         if connected != self._connected:
             self._connected = connected
             self.reporter.send("connected", up=connected)
         if self.count_jobs:
             self.reporter.send_jobs()
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+        if self.deadline is not None and now >= self.deadline:
             self.stop("lifetime")
-        return bool(self._after_poll(any_activity))
 
 
 def _watch_supervisor(run: ChildRun) -> None:
