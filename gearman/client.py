@@ -22,7 +22,7 @@ from gearman.constants import (DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE,
 from gearman.job import GearmanJobRequest
 from gearman.request_checks import (MAX_HANDLE_LENGTH, as_request_list,
                                     check_handle, resolve_timeout)
-from gearman.submit_paths import ShortPaths, send_new
+from gearman.submit_paths import ShortPaths, may_hold_unread_close, send_new
 from gearman.shapes import HostItem, JobDict, JobStatus, Name, Payload, When
 from gearman.util import Deadline, to_bytes, to_text
 
@@ -30,11 +30,6 @@ if TYPE_CHECKING:
     from gearman.seams import ClientOwner
 
 __all__ = ["GearmanClient", "MAX_HANDLE_LENGTH", "resolve_timeout"]
-
-#: A connection that received bytes from its server less than this many seconds ago
-#: is written to without first polling it for a close: its server was alive a moment
-#: ago, and the poll's own blind spot (the FIN still on its way) is of that order.
-RECENTLY_HEARD = 0.001
 
 
 class GearmanClient(ClientRules[GearmanConnection], GearmanConnectionManager):
@@ -102,7 +97,7 @@ class GearmanClient(ClientRules[GearmanConnection], GearmanConnectionManager):
                                              poll_timeout=poll_timeout, timeout=timeout)[0]
         # The one-job path: the same checks, no batch around it, one wait.
         deadline = Deadline(resolve_timeout(poll_timeout, timeout))
-        request = self._make_requests([job], background, max_retries)[0]
+        request = self._make_request(job, background, max_retries)
         self._submit_new([request], wait_until_complete, deadline, paths)
         return request
 
@@ -156,15 +151,9 @@ class GearmanClient(ClientRules[GearmanConnection], GearmanConnectionManager):
         """Notice a close the servers made while we were idle, and give every server a
         fresh try if all of them are down, before requests are written."""
         connections = self.connection_list
-        now = _monotonic()
-        for connection in connections:
-            if not connection.connected or (
-                    now - getattr(connection, "last_received", 0.0) >= RECENTLY_HEARD):
-                # One non-blocking pass notices a close (a restarted server) before a
-                # request is written into it and lost; skipped while every server was
-                # heard from within RECENTLY_HEARD (optimisations.md, row 13).
-                self.poll_connections_once(connections, 0)
-                break
+        if may_hold_unread_close(connections, _monotonic()):
+            # One non-blocking pass notices it (optimisations.md, row 13).
+            self.poll_connections_once(connections, 0)
         self._give_all_servers_a_try()
 
     def _wait_through_overrides(self, requests: List[GearmanJobRequest],

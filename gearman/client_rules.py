@@ -17,7 +17,7 @@ from gearman.client_handler import GearmanClientCommandHandler, StatusQuery
 from gearman.constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PACKET_SIZE, MAX_UNIQUE_LENGTH
 from gearman.job import GearmanJobRequest
 from gearman.manager_core import C, ManagerCore
-from gearman.request_checks import RequestMaker, check_batch, make_requests
+from gearman.request_checks import RequestMaker, check_batch, make_request, make_requests
 from gearman.shapes import HostItem, JobDict, Name
 from gearman.util import to_bytes
 
@@ -70,6 +70,15 @@ class ClientRules(ManagerCore[C]):
                     for index, job in enumerate(jobs_to_submit)]
         return make_requests(self._maker, jobs_to_submit, background, max_retries,
                              self.job_class, self.job_request_class, self.encode_payload)
+
+    def _make_request(self, job: JobDict, background: bool, max_retries: int
+                      ) -> GearmanJobRequest:
+        """:meth:`_make_requests` for submit_job's one job."""
+        if type(self)._create_request_from_dictionary is not \
+                ClientRules._create_request_from_dictionary:
+            return self._make_requests([job], background, max_retries)[0]
+        return make_request(self._maker, job, background, max_retries, self.job_class,
+                            self.job_request_class, self.encode_payload)
 
     def _create_request_from_dictionary(self, job_info: JobDict, background: bool = False,
                                         max_retries: int = 0,

@@ -52,9 +52,6 @@ class GearmanConnection(ConnectionState):
         # recv_into one reused buffer: recv(256 KiB) would mmap, mremap and munmap
         # a fresh 256 KiB object on every read (three system calls per packet).
         self._inbuf = memoryview(bytearray(_RECV_SIZE))
-        #: ``time.monotonic()`` when bytes last came in: a connection that heard from
-        #: its server a moment ago needs no poll for a close before a write (client.py)
-        self.last_received = 0.0
 
     def fileno(self) -> int:
         if self._sock is None:
@@ -94,7 +91,6 @@ class GearmanConnection(ConnectionState):
             self.tls = True
         self._would_block = _tls_would_block() if self.tls else _WOULD_BLOCK
         self._start_session()
-        self.last_received = 0.0  # a new socket has not heard from its server yet
 
     def _wrap_tls(self, sock: socket.socket) -> socket.socket:
         context = make_tls_context(self.ca_certs, self.certfile, self.keyfile)

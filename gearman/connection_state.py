@@ -51,6 +51,10 @@ class ConnectionState:
         #: (up to max_packet_size) in search of a line end.  Set by the manager.
         self.allow_text = True
         self.connected = False
+        #: ``time.monotonic()`` when bytes last came in: a connection that heard from
+        #: its server a moment ago needs no look for a close before a write
+        #: (:func:`gearman.submit_paths.may_hold_unread_close`)
+        self.last_received = 0.0
         self._out: Deque[Chunk] = collections.deque()
         self._out_size = 0
         self._flush_at = EARLY_FLUSH
@@ -79,6 +83,7 @@ class ConnectionState:
         self._parser = self._new_parser()
         self._clear_outgoing()
         self.connected = True
+        self.last_received = 0.0  # a new connection has not heard from its server yet
         log.debug("connected to %s", self.address)
 
     def _clear_outgoing(self) -> None:

@@ -57,6 +57,11 @@ def check_batch(jobs: Any, background: Any, max_retries: Any) -> None:
     if not isinstance(jobs, (list, tuple)):
         raise TypeError(f"jobs_to_submit must be a list or tuple of dicts, got "
                         f"{type(jobs).__name__}")
+    check_options(background, max_retries)
+
+
+def check_options(background: Any, max_retries: Any) -> None:
+    """``background`` and ``max_retries``, for one job or a batch."""
     if not isinstance(background, bool):
         raise TypeError(f"background must be True or False, got {background!r}")
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
@@ -217,3 +222,13 @@ def make_requests(maker: RequestMaker, jobs: Sequence[Any], background: bool,
     make = maker.make
     return [make(job, index, background, max_retries, job_class, job_request_class,
                  encode_payload) for index, job in enumerate(jobs)]
+
+
+def make_request(maker: RequestMaker, job: Any, background: bool, max_retries: int,
+                 job_class: Callable[..., GearmanJob],
+                 job_request_class: Callable[..., GearmanJobRequest],
+                 encode_payload: Callable[[Any], bytes]) -> GearmanJobRequest:
+    """:func:`make_requests` for submit_job's one job, without a batch around it."""
+    check_options(background, max_retries)
+    return maker.make(job, 0, background, max_retries, job_class, job_request_class,
+                      encode_payload)

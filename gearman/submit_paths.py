@@ -12,9 +12,14 @@ such a replacement.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, Sequence, Tuple
 
 from gearman.job import GearmanJobRequest
+
+#: A connection that received bytes from its server less than this many seconds ago
+#: is written to without first looking for a close: its server was alive a moment
+#: ago, and the look's own blind spot (the FIN still on its way) is of that order.
+RECENTLY_HEARD = 0.001
 
 
 #: The client methods a short path may skip.
@@ -65,7 +70,7 @@ class ShortPaths:
         return paths
 
 
-def send_new(client: Any, requests: List[GearmanJobRequest], paths: ShortPaths) -> None:
+def send_new(client: Any, requests: Sequence[GearmanJobRequest], paths: ShortPaths) -> None:
     """Send requests ``client`` has just built: a first send, so nothing to resubmit."""
     if not paths.no_reset:
         for request in requests:  # 2.x initialize_request: called before each send
@@ -83,3 +88,16 @@ def send_new(client: Any, requests: List[GearmanJobRequest], paths: ShortPaths) 
         return
     for request in requests:
         client.send_job_request(request)
+
+
+def may_hold_unread_close(connections: Iterable[Any], now: float) -> bool:
+    """Whether a close the server made while the client was idle (a restarted
+    server) may be sitting unread: some connection is down, or was not heard from
+    within :data:`RECENTLY_HEARD`.  Then the driver looks (the blocking one polls
+    once without waiting, the asyncio one lets the loop run what is due) before
+    a request is written into a dead connection and lost."""
+    for connection in connections:
+        if not connection.connected or now - getattr(connection, "last_received", 0.0) \
+                >= RECENTLY_HEARD:
+            return True
+    return False

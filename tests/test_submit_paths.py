@@ -11,6 +11,7 @@ import pytest
 
 import gearman
 import gearman.client
+import gearman.submit_paths
 from gearman.constants import JOB_COMPLETE
 from gearman.job import GearmanJobRequest
 from gearman.testing import GearmandProcess
@@ -59,11 +60,11 @@ def test_the_pre_send_poll_runs_only_for_a_connection_not_heard_from_recently(
     with PollCounting([gearmand.address]) as client:
         client.submit_job("echo", b"first", poll_timeout=10)
         connection = client.connection_list[0]
-        monkeypatch.setattr(gearman.client, "RECENTLY_HEARD", 3600.0)
+        monkeypatch.setattr(gearman.submit_paths, "RECENTLY_HEARD", 3600.0)
         client.polls.clear()
         assert client.submit_job("echo", b"right after", poll_timeout=10).result == b"right after"
         assert 0 not in client.polls  # heard from its server a moment ago: no check
-        monkeypatch.setattr(gearman.client, "RECENTLY_HEARD", 0.001)
+        monkeypatch.setattr(gearman.submit_paths, "RECENTLY_HEARD", 0.001)
         connection.last_received = time.monotonic() - 5  # idle for 5 s
         client.polls.clear()
         assert client.submit_job("echo", b"after a while", poll_timeout=10).result == \

@@ -10,13 +10,23 @@ wait in the queue, and :meth:`AsyncConnection.drain` waits for them.
 """
 from __future__ import annotations
 
+import array
 import asyncio
+import select
 import socket
+from time import monotonic as _monotonic
 from typing import Any, Callable, List, Optional
 
 from gearman.connection import make_tls_context
 from gearman.connection_state import Chunk, ConnectionState
 from gearman.protocol import Event
+
+try:  # how many bytes a socket holds (Linux, macOS, the BSDs)
+    import fcntl
+    import termios
+    _FIONREAD: Optional[int] = termios.FIONREAD
+except ImportError:  # pragma: no cover - Windows: a readable socket counts as a close
+    _FIONREAD = None
 
 #: What the owner is told: bytes arrived, and the connection ended.
 DataCallback = Callable[["AsyncConnection", bytes], None]
@@ -29,6 +39,7 @@ class AsyncConnection(ConnectionState, asyncio.Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._transport: Optional[asyncio.Transport] = None
+        self._socket: Any = None  # the transport's, to look for unread input
         self._write_scheduled = False
         self._paused = False
         self._drain_waiters: List[asyncio.Future[None]] = []
@@ -64,7 +75,7 @@ class AsyncConnection(ConnectionState, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        sock = transport.get_extra_info("socket")
+        sock = self._socket = transport.get_extra_info("socket")
         if sock is not None:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -146,6 +157,7 @@ class AsyncConnection(ConnectionState, asyncio.Protocol):
 
     # -- receiving --------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        self.last_received = _monotonic()
         if self.on_data is not None and self.connected:
             self.on_data(self, data)
 
@@ -154,6 +166,25 @@ class AsyncConnection(ConnectionState, asyncio.Protocol):
 
     def has_buffered_input(self) -> bool:
         return False
+
+    def may_hold_close(self) -> bool:
+        """Whether the socket may hold a close (or an error) the loop has not
+        delivered yet: it is readable with no bytes to read.  Bytes waiting mean the
+        server is talking, so alive.  For TLS, whose records hide what they carry,
+        any readable socket counts."""
+        sock = self._socket
+        if not self.connected or sock is None:
+            return False
+        try:
+            if not select.select([sock], [], [], 0)[0]:
+                return False
+            if self.tls or _FIONREAD is None:
+                return True
+            waiting = array.array("i", [0])
+            fcntl.ioctl(sock.fileno(), _FIONREAD, waiting)
+            return waiting[0] == 0
+        except (OSError, ValueError):  # closed meanwhile: the loop has news
+            return True
 
     def read(self) -> List[Event]:
         """Nothing to read by hand: the event loop delivers the bytes."""
