@@ -139,7 +139,11 @@ class GearmanClient(ClientRules[GearmanConnection], GearmanConnectionManager):
         """Send requests just built (never sent, so nothing to resubmit) and wait: the
         path of submit_job and submit_multiple_jobs, with fewer calls per job."""
         self._before_sending()
-        send_new(self, requests, paths)
+        if not send_new(self, requests, paths):
+            for request in requests:
+                if not paths.no_reset:  # 2.x initialize_request: called before each send
+                    self._begin_submission(request)
+                self.send_job_request(request)
         if wait_until_complete and paths.one_wait:
             # One wait: a request is accepted before it completes, and a refused or
             # lost one is finished too, so waiting for "accepted" first adds nothing.

@@ -70,24 +70,26 @@ class ShortPaths:
         return paths
 
 
-def send_new(client: Any, requests: Sequence[GearmanJobRequest], paths: ShortPaths) -> None:
-    """Send requests ``client`` has just built: a first send, so nothing to resubmit."""
+def send_new(client: Any, requests: Sequence[GearmanJobRequest], paths: ShortPaths) -> bool:
+    """Send requests ``client`` has just built (a first send, so nothing to resubmit)
+    straight to the only server's handler, when that server is up and no override
+    would be skipped.  False, with nothing done, otherwise: then the caller sends
+    them through its own (overridable, maybe awaited) ``send_job_request``."""
+    connections = client.connection_list
+    if not (paths.send and len(connections) == 1 and connections[0].connected):
+        return False
     if not paths.no_reset:
         for request in requests:  # 2.x initialize_request: called before each send
             client._begin_submission(request)
-    connections = client.connection_list
-    if paths.send and len(connections) == 1 and connections[0].connected:
-        # What send_job_request (ClientRules._send_on) does for a first send to the
-        # only server, the handler looked up once per batch.
-        connection = connections[0]
-        send = client.server_pool.handler_for(connection).send_job_request
-        for request in requests:
-            request.connection_attempts = 1
-            request.job.connection = connection
-            send(request)
-        return
+    # What send_job_request (ClientRules._send_on) does for a first send to the
+    # only server, the handler looked up once per batch.
+    connection = connections[0]
+    send = client.server_pool.handler_for(connection).send_job_request
     for request in requests:
-        client.send_job_request(request)
+        request.connection_attempts = 1
+        request.job.connection = connection
+        send(request)
+    return True
 
 
 def may_hold_unread_close(connections: Iterable[Any], now: float) -> bool:

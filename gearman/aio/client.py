@@ -143,28 +143,23 @@ class AsyncGearmanClient(ClientRules[AsyncConnection], AsyncConnectionManager):
         return requests
 
     def _sent_at_once(self, requests: Sequence[GearmanJobRequest]) -> bool:
-        """Send requests just built with no await, when that is the whole story: the
-        only server is up and its connection holds no unread close; then the
-        blocking client's short path (:func:`send_new`) sends them."""
+        """Send requests just built with no await, when that is the whole story: no
+        connection may hold an unread close, and the blocking client's short path
+        (:func:`send_new`: the only server, up) takes them."""
         self._check_open()
-        connections = self.server_pool.connections
-        if len(connections) != 1 or not connections[0].connected or \
-                self._may_hold_unread_close():
-            return False
-        paths = ShortPaths.of(self, AsyncGearmanClient)
-        if not paths.send:  # an override to call (and await) instead
-            return False
-        send_new(self, requests, paths)
-        return True
+        return not self._may_hold_unread_close() and self._send_new(requests)
+
+    def _send_new(self, requests: Sequence[GearmanJobRequest]) -> bool:
+        return send_new(self, requests, ShortPaths.of(self, AsyncGearmanClient))
 
     async def _submit(self, requests: Sequence[GearmanJobRequest], wait_until_complete: bool,
                       limit: Optional[float], fresh: bool = False) -> None:
         """Send what needs sending and wait (the arguments are checked).  ``fresh``:
-        the requests were just built, so they may take :meth:`_sent_at_once`."""
+        the requests were just built, so they may take :func:`send_new`."""
         self._check_open()
         if self._may_hold_unread_close():
             await self._notice_closed_connections()
-        if not (fresh and self._sent_at_once(requests)):
+        if not (fresh and self._send_new(requests)):
             deadline = Deadline(limit)
             await self._send_each(requests)
             limit = deadline.remaining()

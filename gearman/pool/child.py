@@ -25,7 +25,6 @@ from typing import Any, Dict, List, Optional
 
 from gearman.pool.report import Reporter
 from gearman.pool.target import build_worker
-from gearman.worker import GearmanWorker
 
 log = logging.getLogger("gearman.pool.child")
 
@@ -56,9 +55,7 @@ class ChildRun:
         lifetime = config.get("lifetime")
         self.deadline = None if lifetime is None else time.monotonic() + float(lifetime)
         self._next_check = 0.0
-        own_hook = getattr(type(worker), "after_poll", None) is not GearmanWorker.after_poll
-        self._after_poll = worker.after_poll if own_hook or "after_poll" in vars(worker) \
-            else None
+        self._after_poll = worker.after_poll
         worker.after_poll = self.after_poll
         if self.max_jobs is not None or self.count_jobs:  # else a job costs the pool nothing
             worker.add_job_observer(self)
@@ -93,7 +90,7 @@ class ChildRun:
         if now >= self._next_check:  # a few checks a second, not one per job
             self._next_check = now + CHECK_INTERVAL
             self._check(now)
-        return True if self._after_poll is None else bool(self._after_poll(any_activity))
+        return bool(self._after_poll(any_activity))
 
     def _check(self, now: float) -> None:
         connected = any(c.connected for c in self.worker.connection_list)
