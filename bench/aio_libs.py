@@ -1,6 +1,7 @@
 """The asyncio libraries in the benchmark: this library's ``gearman.aio``, aiogear
 0.2.6, and the ``asyncio.to_thread`` workaround (the blocking client from 32
-threads, a client each) -- what an asyncio application can use.
+threads, a client each) -- what an asyncio application can use -- and
+``aio-bare``, no library: the ceiling of any asyncio client on the machine.
 
 Each adapter runs its calls on a private event loop, so ``cell.py`` drives it like
 the blocking adapters.  Results are checked by ``cell.py`` against the request
@@ -9,9 +10,12 @@ each one belongs to (the echo worker returns the payload).
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import threading
-from typing import Any, Callable, List
+from typing import Any, Callable, Deque, Dict, List
+
+from bare import HEADER, JOB_CREATED, SUBMIT_JOB, WORK_COMPLETE, submit
 
 #: Seconds any single wait in a cell may take (as cell.WAIT_LIMIT).
 WAIT_LIMIT = 900.0
@@ -170,4 +174,67 @@ class ToThread(AsyncAdapter):
         await asyncio.to_thread(self._submit, task, b"never done")
 
 
-ASYNC_LIBRARIES = (OursAsync, AioGear, ToThread)
+class _BareProtocol(asyncio.Protocol):
+    """bare.py's protocol on an asyncio connection: SUBMIT_JOB packets leave in one
+    write per turn of the loop; JOB_CREATED answers the oldest submission, then
+    WORK_COMPLETE finds its future by handle."""
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.buf = bytearray()
+        self.out: List[bytes] = []
+        self.created: Deque[asyncio.Future[bytes]] = collections.deque()
+        self.by_handle: Dict[bytes, asyncio.Future[bytes]] = {}
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        pos, size_of = 0, HEADER.size
+        while len(buf) - pos >= size_of:
+            _magic, command, size = HEADER.unpack_from(buf, pos)
+            if len(buf) - pos - size_of < size:
+                break
+            body = bytes(buf[pos + size_of:pos + size_of + size])
+            pos += size_of + size
+            if command == JOB_CREATED:
+                self.by_handle[body] = self.created.popleft()
+            elif command == WORK_COMPLETE:
+                handle, _, result = body.partition(b"\0")
+                self.by_handle.pop(handle).set_result(result)
+        del buf[:pos]
+
+    def _write(self) -> None:
+        out, self.out = self.out, []
+        self.transport.writelines(out)
+
+    async def submit(self, task: bytes, data: bytes) -> bytes:
+        loop = asyncio.get_running_loop()
+        if not self.out:
+            loop.call_soon(self._write)
+        self.out.extend(submit(SUBMIT_JOB, task, data))
+        future = loop.create_future()
+        self.created.append(future)
+        return await future
+
+
+class BareAsync(AsyncAdapter):
+    """No library: the protocol on one asyncio connection, a future per job (bare.py's
+    packets; no checks, retries or job objects).  A gather of its ``submit`` is the
+    least any asyncio client can spend on a task per job, so it is the ceiling of
+    the async rows, as ``bare`` is of the blocking ones."""
+
+    name = "aio-bare"
+
+    async def _connect(self) -> None:
+        _, self.protocol = await self.loop.create_connection(_BareProtocol, self.host,
+                                                             self.port)
+
+    async def _gather(self, task: str, payloads: List[bytes]) -> List[Any]:
+        submit_one, name = self.protocol.submit, task.encode()
+        return list(await asyncio.gather(*(submit_one(name, data) for data in payloads)))
+
+
+ASYNC_LIBRARIES = (OursAsync, AioGear, ToThread, BareAsync)

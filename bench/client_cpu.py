@@ -23,10 +23,10 @@ import struct
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 HEADER = struct.Struct("!4sII")
-MODES = ("sequential", "batch", "background")
+MODES = ("sequential", "batch", "background", "gather", "async-batch")
 
 
 def fake_gearmand() -> None:
@@ -68,14 +68,11 @@ def fake_gearmand() -> None:
         conn.close()
 
 
-def measure(port: int, mode: str, jobs: int, rounds: int, calls: bool) -> Dict[str, Any]:
-    """Run in a fresh process with the tree under test first on sys.path."""
+def _blocking_once(port: int, mode: str, payloads: List[bytes]) -> Callable[[], bool]:
+    """GearmanClient: submit_job one by one, or one submit_multiple_jobs."""
     import gearman
-    if not gearman.__file__.startswith(os.environ["PYTHONPATH"]):
-        raise SystemExit(f"imported {gearman.__file__}, not the tree under test")
     client = gearman.GearmanClient([f"127.0.0.1:{port}"])
     client.echo(b"warm-up")
-    payloads = [b"job-%07d" % i for i in range(jobs)]
 
     def once() -> bool:
         if mode == "sequential":
@@ -88,6 +85,42 @@ def measure(port: int, mode: str, jobs: int, rounds: int, calls: bool) -> Dict[s
             return all(request.job.handle for request in requests)
         return [request.result for request in requests] == payloads
 
+    return once
+
+
+def _async_once(port: int, mode: str, payloads: List[bytes]) -> Callable[[], bool]:
+    """gearman.aio on a loop of its own: a gather of submit_job, or one
+    submit_multiple_jobs (bench/aio_libs.py's two cells)."""
+    import asyncio
+
+    from gearman.aio import AsyncGearmanClient
+    loop = asyncio.new_event_loop()
+    client = AsyncGearmanClient([f"127.0.0.1:{port}"])
+    loop.run_until_complete(client.echo(b"warm-up"))
+
+    async def gather() -> List[Any]:
+        if mode == "async-batch":
+            return await client.submit_multiple_jobs(
+                [{"task": "echo", "data": data} for data in payloads], poll_timeout=60)
+        return await asyncio.gather(*(client.submit_job("echo", data, poll_timeout=60)
+                                      for data in payloads))
+
+    def once() -> bool:
+        return [request.result for request in loop.run_until_complete(gather())] == payloads
+
+    return once
+
+
+def measure(port: int, mode: str, jobs: int, rounds: int, calls: bool) -> Dict[str, Any]:
+    """Run in a fresh process with the tree under test first on sys.path."""
+    import gearman
+    if not gearman.__file__.startswith(os.environ["PYTHONPATH"]):
+        raise SystemExit(f"imported {gearman.__file__}, not the tree under test")
+    payloads = [b"job-%07d" % i for i in range(jobs)]
+    if mode in ("gather", "async-batch"):
+        once = _async_once(port, mode, payloads)
+    else:
+        once = _blocking_once(port, mode, payloads)
     if calls:
         import cProfile
         import pstats

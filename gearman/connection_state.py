@@ -126,6 +126,8 @@ class ConnectionState:
         a ``bytes`` payload of BY_REFERENCE bytes or more is queued by reference, never
         copied; the connection never keeps a caller's mutable buffer."""
         out = self._out
+        if not out:
+            self._queue_started()
         self._out_size += len(head) + len(payload)
         if out and type(out[-1]) is bytearray:
             tail = out[-1]
@@ -140,6 +142,9 @@ class ConnectionState:
             out.append(payload if type(payload) is bytes else bytes(payload))
         elif payload:
             tail += payload
+
+    def _queue_started(self) -> None:
+        """Bytes are about to join an empty queue (a driver may schedule its write)."""
 
     @property
     def wants_write(self) -> bool:

@@ -18,7 +18,7 @@ from time import monotonic as _monotonic
 from typing import Any, Callable, List, Optional
 
 from gearman.connection import make_tls_context
-from gearman.connection_state import Chunk, ConnectionState
+from gearman.connection_state import ConnectionState
 from gearman.protocol import Event
 
 try:  # how many bytes a socket holds (Linux, macOS, the BSDs)
@@ -108,8 +108,7 @@ class AsyncConnection(ConnectionState, asyncio.Protocol):
             self.on_lost(self, self._error(reason))
 
     # -- sending ----------------------------------------------------------
-    def _queue(self, head: Chunk, payload: Chunk = b"") -> None:
-        super()._queue(head, payload)
+    def _queue_started(self) -> None:
         if not self._write_scheduled:
             self._write_scheduled = True
             asyncio.get_running_loop().call_soon(self._write_now)
