@@ -7,7 +7,6 @@ server is reconnected with capped, jittered backoff and re-registered.
 from __future__ import annotations
 
 import collections
-import logging
 import sys
 import threading
 import time
@@ -19,7 +18,6 @@ from gearman.connection_manager import GearmanConnectionManager
 from gearman.constants import DEFAULT_WORKER_POLL_TIMEOUT
 from gearman.job import GearmanJob
 from gearman.protocol import Command
-from gearman.seams import JobObserver
 from gearman.shapes import ExcInfo, Number, Payload
 from gearman.worker_handler import GearmanWorkerCommandHandler
 from gearman.worker_threads import JobThreads
@@ -30,9 +28,6 @@ __all__ = ["GearmanWorker", "UPDATE_SEND_TIMEOUT", "takes_worker_argument"]
 
 #: How long send_job_data/status/warning may wait for a slow server.
 UPDATE_SEND_TIMEOUT = 30.0
-#: A job's final command, as job observers name it.
-_OUTCOMES = {Command.WORK_COMPLETE: "complete", Command.WORK_FAIL: "fail",
-             Command.WORK_EXCEPTION: "exception"}
 
 
 class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
@@ -62,8 +57,6 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
         self._work_thread: Optional[int] = None
         #: registrations the work loop sends next (made from another thread or a callback)
         self._pending_sends: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque()
-        #: told ``job_started(job)`` and ``job_finished(job, outcome)`` (add_job_observer)
-        self._job_observers: List[JobObserver] = []
 
     # -- the work loop --------------------------------------------------------------------
     def work(self, poll_timeout: Optional[float] = DEFAULT_WORKER_POLL_TIMEOUT) -> None:
@@ -160,21 +153,6 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
         self._pending_sends.clear()  # the next connect registers from worker_abilities
         self.flush_connections(self.connection_list, UPDATE_SEND_TIMEOUT)
         super().shutdown()
-
-    def add_job_observer(self, observer: JobObserver) -> None:
-        """Tell ``observer.job_started(job)`` before a job's callback runs and
-        ``observer.job_finished(job, outcome)`` when its final answer is sent
-        (outcome ``'complete'``, ``'fail'`` or ``'exception'``), on the thread
-        doing the job.  An observer that raises is logged, never fails the job.
-        gearman.metrics.instrument_worker uses this."""
-        self._job_observers.append(observer)
-
-    def _tell_observers(self, event: str, *args: Any) -> None:
-        for observer in self._job_observers:
-            try:
-                getattr(observer, event)(*args)
-            except Exception:
-                self.log.exception("job observer %r failed on %s", observer, event)
 
     # -- hooks ----------------------------------------------------------------------------
     def after_poll(self, any_activity: bool) -> bool:
@@ -288,11 +266,6 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
         self._finished_job = current_job
         self._observe_final(current_job, command)
         self._send(current_job, command, fields)
-
-    def _observe_final(self, job: Any, command: Command) -> None:
-        """Tell the job observers of a job's one final answer, before it is sent."""
-        if self._job_observers:
-            self._tell_observers("job_finished", job, _OUTCOMES[command])
 
     # -- called by handlers ---------------------------------------------------------------
     def note_may_have_work(self, handler: GearmanWorkerCommandHandler) -> None:
@@ -418,17 +391,14 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
         result (on the loop thread, or on a job thread with concurrency above 1)."""
         if self._job_observers:
             self._tell_observers("job_started", job)
+        failure = None
         try:
             self.on_job_execute(job)  # its return value is ignored, as in 2.x
         except Exception as exc:  # an overridden hook failed: fail the job, keep working
-            self._log_job(logging.ERROR, job, "on_job_execute raised %s", type(exc).__name__,
-                          exc_info=True)
-            if not self.job_finished(job):
-                self._send_final(job, Command.WORK_EXCEPTION,
-                                 (exception_text(exc).encode("utf-8", "replace"),))
-        if not self.job_finished(job):
-            self._log_job(logging.ERROR, job, "ended without a result; sending WORK_FAIL")
-            self._send_final(job, Command.WORK_FAIL, ())
+            failure = exc
+        owed = self._answer_owed(job, failure)
+        if owed is not None:
+            self._send_final(job, *owed)
 
 
 if TYPE_CHECKING:

@@ -10,13 +10,14 @@ connection manager, and add running jobs and sending.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from gearman import errors
 from gearman.manager_core import C, ManagerCore
 from gearman.job import GearmanJob
 from gearman.logs import describe_job, job_log_fields
 from gearman.protocol import Command
+from gearman.seams import JobObserver
 from gearman.shapes import Name, Payload
 from gearman.util import Backoff, check_name, to_bytes, to_text
 from gearman.worker_handler import GearmanWorkerCommandHandler
@@ -69,6 +70,11 @@ def job_server(job: Any) -> str:
     return getattr(job.connection, "address", "?")
 
 
+#: A job's final command, as job observers name it.
+OUTCOMES = {Command.WORK_COMPLETE: "complete", Command.WORK_FAIL: "fail",
+            Command.WORK_EXCEPTION: "exception"}
+
+
 class WorkerRules(ManagerCore[C]):
     """Task registrations, the client id and job building shared by both workers.
     Each driver says how a registration reaches the servers (:meth:`_broadcast`)."""
@@ -82,6 +88,8 @@ class WorkerRules(ManagerCore[C]):
         self.worker_client_id: Optional[str] = None
         self._timeouts: Dict[str, Optional[float]] = {}
         self._pass_worker: Dict[str, bool] = {}
+        #: told ``job_started(job)`` and ``job_finished(job, outcome)`` (add_job_observer)
+        self._job_observers: List[JobObserver] = []
 
     def _broadcast(self, send_name: str, *args: Any) -> None:
         """Send a registration to every live server (each driver says when)."""
@@ -135,7 +143,49 @@ class WorkerRules(ManagerCore[C]):
         return {"abilities": dict(self._timeouts),
                 "client_id": client_id.encode("utf-8", "surrogateescape") if client_id else None}
 
+    # -- observers --------------------------------------------------------------------------
+    def add_job_observer(self, observer: JobObserver) -> None:
+        """Tell ``observer.job_started(job)`` before a job's callback runs and
+        ``observer.job_finished(job, outcome)`` when its final answer is sent
+        (outcome ``'complete'``, ``'fail'`` or ``'exception'``), on the thread
+        doing the job (the asyncio worker: on the loop).  An observer that raises
+        is logged, never fails the job.  gearman.metrics.instrument_worker uses this."""
+        self._job_observers.append(observer)
+
+    def _tell_observers(self, event: str, *args: Any) -> None:
+        for observer in self._job_observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:
+                self.log.exception("job observer %r failed on %s", observer, event)
+
+    def _observe_final(self, job: Any, command: Command) -> None:
+        """Tell the job observers of a job's one final answer, before it is sent."""
+        if self._job_observers:
+            self._tell_observers("job_finished", job, OUTCOMES[command])
+
     # -- jobs -----------------------------------------------------------------------------
+    def job_finished(self, current_job: GearmanJob) -> bool:
+        """True once a WORK_COMPLETE, WORK_FAIL or WORK_EXCEPTION was sent for the job."""
+        raise NotImplementedError
+
+    def _answer_owed(self, job: Any, failure: Optional[BaseException]
+                     ) -> Optional[Tuple[Command, Tuple[bytes, ...]]]:
+        """What ``job`` still owes gearmand once ``on_job_execute`` returned (or raised
+        ``failure``, an overridden hook's bug): nothing if its final answer went
+        out, else WORK_EXCEPTION naming the error, else WORK_FAIL.  Every job ends
+        with exactly one final answer, so no client waits for ever."""
+        if failure is not None:
+            self._log_job(logging.ERROR, job, "on_job_execute raised %s", type(failure).__name__,
+                          exc_info=failure, stacklevel=3)
+        if self.job_finished(job):
+            return None
+        if failure is not None:
+            return Command.WORK_EXCEPTION, (exception_text(failure).encode("utf-8", "replace"),)
+        self._log_job(logging.ERROR, job, "ended without a result; sending WORK_FAIL",
+                      stacklevel=3)
+        return Command.WORK_FAIL, ()
+
     def create_job(self, command_handler: GearmanWorkerCommandHandler, job_handle: str,
                    task: str, unique: Optional[str], data: Payload) -> GearmanJob:
         """Build the job object handed to callbacks (2.x hook); ``data`` is already

@@ -77,12 +77,13 @@ def thread_worker(address: Any, tasks: Dict[str, Callable[..., Any]],
 
 @contextlib.asynccontextmanager
 async def async_worker(address: Any, tasks: Dict[str, Callable[..., Any]],
-                       concurrency: int = 1, **options: Any) -> Any:
-    """An AsyncGearmanWorker with ``tasks`` working on this loop; shut down after."""
+                       concurrency: int = 1, worker_class: Any = None, **options: Any) -> Any:
+    """An AsyncGearmanWorker (or ``worker_class``) with ``tasks`` working on this loop;
+    shut down after."""
     from gearman.aio import AsyncGearmanWorker
 
-    worker = AsyncGearmanWorker(address if isinstance(address, list) else [address],
-                                concurrency=concurrency, **options)
+    worker = (worker_class or AsyncGearmanWorker)(
+        address if isinstance(address, list) else [address], concurrency=concurrency, **options)
     for name, callback in tasks.items():
         worker.register_task(name, callback)
     working = asyncio.ensure_future(worker.work(poll_timeout=0.5))

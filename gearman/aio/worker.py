@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import sys
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import Any, Awaitable, Dict, Optional, Set, Tuple, Union
 
 from gearman import errors
 from gearman.aio.connection import AsyncConnection
@@ -21,7 +22,7 @@ from gearman.aio.manager import AsyncConnectionManager
 from gearman.constants import DEFAULT_WORKER_POLL_TIMEOUT
 from gearman.job import GearmanJob
 from gearman.protocol import Command
-from gearman.shapes import Number, Payload
+from gearman.shapes import ExcInfo, Number, Payload
 from gearman.worker_handler import GearmanWorkerCommandHandler
 from gearman.worker_rules import (WorkerRules, exception_fields, exception_text, status_fields)
 
@@ -52,6 +53,10 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         self._wakeup: Optional[asyncio.Event] = None
         self._stop_requested = False
         self._working = False
+        #: a job started or ended since the last after_poll
+        self._activity = False
+        #: what an after_job() hook raised: work() raises it once the running jobs end
+        self._hook_error: Optional[BaseException] = None
 
     # -- registrations reach the live servers at once ----------------------------------
     def _broadcast(self, send_name: str, *args: Any) -> None:
@@ -87,6 +92,7 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         self._stop_requested = False
+        self._hook_error = None
         self._working = True
         try:
             while not self._stop_requested:
@@ -99,13 +105,20 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
                 if retry_in is not None:
                     timeout = retry_in if timeout is None else min(timeout, retry_in)
                 self._wakeup.clear()
-                if not self._stop_requested:
-                    await _wait_event(self._wakeup, timeout)
+                if self._stop_requested:
+                    break
+                woken = await _wait_event(self._wakeup, timeout)
+                any_activity, self._activity = woken or self._activity, False
+                if not await _resolved(self.after_poll(any_activity)):
+                    self._stop_requested = True
             await self._finish_running()
         finally:
             self._working = False
             self._stop_requested = True
             self._close_all()
+        error, self._hook_error = self._hook_error, None
+        if error is not None:
+            raise error
 
     async def _finish_running(self) -> None:
         """Let the running jobs end and their results go out."""
@@ -203,31 +216,72 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         if self._wakeup is not None:
             self._wakeup.set()  # reconnect
 
+    # -- hooks (the blocking worker's, as coroutines where they run a job) ----------------
+    def after_poll(self, any_activity: bool) -> Union[bool, Awaitable[bool]]:
+        """Called each time the work loop wakes (at least every ``poll_timeout``
+        seconds); ``any_activity``: a job started or ended, or a server connected,
+        dropped or woke the loop.  Return False to end :meth:`work`.  May be
+        ``async def``."""
+        return True
+
+    def after_job(self) -> Union[bool, Awaitable[bool]]:
+        """Called after every job (its final answer queued); return False to end
+        :meth:`work` once the running jobs finish.  May be ``async def``."""
+        return True
+
+    async def on_job_execute(self, current_job: GearmanJob) -> bool:
+        """Run the job's callback (``async def`` on the loop, a plain function in a
+        thread) and route its outcome to the two hooks below."""
+        try:
+            callback, arguments = self._callback_call(current_job)
+            if asyncio.iscoroutinefunction(callback):
+                job_result = await callback(*arguments)
+            else:
+                job_result = await self._in_thread(callback, arguments)
+                if asyncio.iscoroutine(job_result):  # a plain function returning a coroutine
+                    job_result = await job_result
+        except Exception:
+            return await self.on_job_exception(current_job, sys.exc_info())
+        return await self.on_job_complete(current_job, job_result)
+
+    async def on_job_exception(self, current_job: GearmanJob, exc_info: ExcInfo) -> bool:
+        """Log the traceback and fail the job with WORK_EXCEPTION alone."""
+        self._log_job_exception(current_job, exc_info)
+        if not self.job_finished(current_job):
+            self._final(current_job, Command.WORK_EXCEPTION,
+                        exception_fields(exception_text(exc_info[1])))
+        return True
+
+    async def on_job_complete(self, current_job: GearmanJob, job_result: Payload) -> bool:
+        """Send the callback's result as WORK_COMPLETE (encoded with data_encoder)."""
+        if self.job_finished(current_job):
+            return True  # the callback already sent the outcome itself
+        try:
+            fields = (self.encode_payload(job_result),)
+        except Exception as exc:  # the encoder refused the result: fail this job alone
+            fields = exception_fields(self._result_not_sendable(current_job, exc))
+            self._final(current_job, Command.WORK_EXCEPTION, fields)
+            return True
+        self._final(current_job, Command.WORK_COMPLETE, fields)
+        return True
+
     # -- running a job ----------------------------------------------------------------------
     async def _run_job(self, job: Any) -> None:
+        """Run one job through on_job_execute; it ends with exactly one final answer
+        (an overridden hook that raises or sends none gets WORK_EXCEPTION or
+        WORK_FAIL); then after_job."""
+        self._activity = True
         try:
-            callback, arguments = self._callback_call(job)
+            if self._job_observers:
+                self._tell_observers("job_started", job)
+            failure = None
             try:
-                if asyncio.iscoroutinefunction(callback):
-                    result = await callback(*arguments)
-                else:
-                    result = await self._in_thread(callback, arguments)
-                    if asyncio.iscoroutine(result):  # a plain function returning a coroutine
-                        result = await result
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._log_job_exception(job, sys.exc_info())
-                if job not in self._finished:
-                    self._final(job, Command.WORK_EXCEPTION,
-                                exception_fields(exception_text(exc)))
-                return
-            if job not in self._finished:
-                try:
-                    self._final(job, Command.WORK_COMPLETE, (self.encode_payload(result),))
-                except Exception as exc:  # the encoder refused the result
-                    self._final(job, Command.WORK_EXCEPTION,
-                                exception_fields(self._result_not_sendable(job, exc)))
+                await self.on_job_execute(job)  # its return value is ignored, as in 2.x
+            except Exception as exc:  # an overridden hook failed: fail the job, keep working
+                failure = exc
+            owed = self._answer_owed(job, failure)
+            if owed is not None:
+                self._final(job, *owed)
         finally:
             handler = self._running.pop(job, None)
             self._finished.discard(job)
@@ -235,7 +289,14 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
                 # Look again when a job ends, as the blocking worker does: gearmand
                 # sends a sleeping worker no NOOP for a job it took back (CAN_DO_TIMEOUT).
                 handler.may_have_work = True
-            self._grab_where_possible()
+        try:
+            keep_working = await _resolved(self.after_job())
+        except Exception as exc:  # raised by work(), as the blocking worker's hook would be
+            self._hook_error, keep_working = exc, False
+        if not keep_working:
+            self.shutdown()
+        self._activity = True
+        self._grab_where_possible()
 
     async def _in_thread(self, callback: Any, arguments: Tuple[Any, ...]) -> Any:
         if self._executor is None:
@@ -266,6 +327,7 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
             raise errors.InvalidWorkerState(f"job {job.handle} (task {job.task!r}) was "
                                             "already finished")
         self._finished.add(job)
+        self._observe_final(job, command)
         self._send(job, command, fields)
 
     async def _update(self, job: Any, command: Command, fields: Tuple[bytes, ...],
@@ -335,16 +397,25 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         return len(self._running)
 
 
-async def _wait_event(event: asyncio.Event, timeout: Optional[float]) -> None:
-    """Wait for ``event`` at most ``timeout`` seconds (None: for ever), without raising."""
+async def _wait_event(event: asyncio.Event, timeout: Optional[float]) -> bool:
+    """Wait for ``event`` at most ``timeout`` seconds (None: for ever), without raising;
+    whether it was set."""
     if timeout is None:
         await event.wait()
-        return
+        return True
     waiter = asyncio.ensure_future(event.wait())
     try:
         await asyncio.wait({waiter}, timeout=timeout)
     finally:
         waiter.cancel()
+    return event.is_set()
+
+
+async def _resolved(value: Any) -> Any:
+    """A hook's answer: awaited if the hook was ``async def``."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
 
 
 __all__ = ["AsyncGearmanWorker", "UPDATE_SEND_TIMEOUT"]

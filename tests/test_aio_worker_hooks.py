@@ -1,0 +1,208 @@
+"""AsyncGearmanWorker's hooks and job observers against a real gearmand: the
+blocking worker's hook names (on_job_execute, on_job_complete, on_job_exception as
+coroutines; after_job and after_poll plain or ``async def``), a hook that raises or
+sends nothing still ends its job, and gearman.metrics.instrument_worker counts an
+asyncio worker's jobs as it counts a blocking one's."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, List
+
+import pytest
+
+from gearman import JOB_COMPLETE, JOB_FAILED
+from gearman.aio import AsyncGearmanAdminClient, AsyncGearmanClient, AsyncGearmanWorker
+from gearman.metrics import Registry, instrument_worker
+
+from aio_support import WAIT, async_worker, run
+from test_worker_metrics import samples
+
+pytestmark = pytest.mark.gearmand
+
+
+async def outcome_job(worker: Any, job: Any) -> bytes:
+    """``ok-*`` completes, ``fail-*`` sends WORK_FAIL, ``raise-*`` raises."""
+    kind = job.data.split(b"-")[0]
+    await asyncio.sleep(0)
+    if kind == b"fail":
+        await worker.send_job_failure(job)
+        return b""
+    if kind == b"raise":
+        raise RuntimeError(f"asked to raise by {job.data!r}")
+    return job.data
+
+
+async def queued(admin: AsyncGearmanAdminClient, task: str) -> int:
+    for line in await admin.get_status():
+        if line["task"] == task:
+            return int(line["queued"])
+    return 0
+
+
+def test_metrics_count_an_async_workers_jobs_by_outcome(gearmand):
+    registry = Registry()
+    completes, fails, raises = 30, 12, 9
+
+    async def scenario() -> None:
+        worker = AsyncGearmanWorker([gearmand.address], concurrency=4)
+        worker.register_task("outcome", outcome_job)
+        metrics = instrument_worker(worker, registry)
+        assert instrument_worker(worker, registry) is metrics  # once per registry
+        working = asyncio.ensure_future(worker.work(poll_timeout=0.5))
+        jobs = ([{"task": "outcome", "data": f"ok-{i}"} for i in range(completes)]
+                + [{"task": "outcome", "data": f"fail-{i}"} for i in range(fails)]
+                + [{"task": "outcome", "data": f"raise-{i}"} for i in range(raises)])
+        try:
+            async with AsyncGearmanClient([gearmand.address]) as client:
+                requests = await client.submit_multiple_jobs(jobs, poll_timeout=WAIT)
+        finally:
+            worker.shutdown()
+            await asyncio.wait_for(working, WAIT)
+        states = [request.state for request in requests]
+        assert states.count(JOB_COMPLETE) == completes
+        assert states.count(JOB_FAILED) == fails + raises
+
+    run(scenario())
+    # Counted before the final answer is sent: exact once the client has every result.
+    found = samples(registry)
+
+    def total(outcome: str) -> float:
+        return found[("gearman_worker_jobs_total", (("outcome", outcome), ("task", "outcome")))]
+
+    assert (total("complete"), total("fail"), total("exception")) == (completes, fails, raises)
+    assert found[("gearman_worker_job_duration_seconds_count", (("task", "outcome"),))] == \
+        completes + fails + raises
+    assert found[("gearman_worker_jobs_in_progress", (("task", "outcome"),))] == 0
+
+
+class RecordingWorker(AsyncGearmanWorker):
+    """Overrides every hook the way 2.x subclasses do, and records the calls."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: List[str] = []
+
+    async def on_job_execute(self, current_job: Any) -> bool:
+        self.calls.append(f"execute {current_job.data.decode()}")
+        return await super().on_job_execute(current_job)
+
+    async def on_job_complete(self, current_job: Any, job_result: Any) -> bool:
+        self.calls.append("complete")
+        return await super().on_job_complete(current_job, job_result.upper())
+
+    async def on_job_exception(self, current_job: Any, exc_info: Any) -> bool:
+        self.calls.append(f"exception {exc_info[0].__name__}")
+        await self.send_job_failure(current_job)  # WORK_FAIL instead, as interop.rst shows
+        return True
+
+    async def after_job(self) -> bool:  # async def hooks are awaited
+        self.calls.append("after_job")
+        return True
+
+
+def test_overridden_hooks_run_in_order_and_shape_the_answer(gearmand):
+    async def echo(job: Any) -> bytes:
+        if job.data == b"boom":
+            raise ValueError("boom")
+        return job.data
+
+    async def scenario() -> None:
+        async with async_worker(gearmand.address, {"echo": echo},
+                                worker_class=RecordingWorker) as worker, \
+                AsyncGearmanClient([gearmand.address]) as client:
+            ok = await client.submit_job("echo", b"abc", poll_timeout=WAIT)
+            bad = await client.submit_job("echo", b"boom", poll_timeout=WAIT)
+        assert (ok.state, ok.result) == (JOB_COMPLETE, b"ABC")
+        assert bad.state == JOB_FAILED and bad.exception is None  # WORK_FAIL, no text
+        assert worker.calls == ["execute abc", "complete", "after_job",
+                                "execute boom", "exception ValueError", "after_job"]
+
+    run(scenario())
+
+
+class BrokenHooks(AsyncGearmanWorker):
+    async def on_job_execute(self, current_job: Any) -> bool:
+        if current_job.data == b"raise":
+            raise KeyError("hook bug")
+        return True  # forgot to run the callback: no answer at all
+
+
+def test_a_hook_that_raises_or_answers_nothing_still_ends_its_job(gearmand, caplog):
+    async def scenario() -> None:
+        async with async_worker(gearmand.address, {"t": lambda job: b"never called"},
+                                worker_class=BrokenHooks), \
+                AsyncGearmanClient([gearmand.address]) as client:
+            raised = await client.submit_job("t", b"raise", poll_timeout=WAIT)
+            silent = await client.submit_job("t", b"quiet", poll_timeout=WAIT)
+        assert raised.state == JOB_FAILED and "KeyError" in str(raised.exception)
+        assert silent.state == JOB_FAILED and silent.exception is None  # WORK_FAIL
+
+    run(scenario())
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("on_job_execute raised KeyError" in m for m in messages)
+    assert any("ended without a result; sending WORK_FAIL" in m for m in messages)
+
+
+def test_after_job_false_ends_work_and_leaves_the_rest_queued(gearmand):
+    class ThreeJobs(AsyncGearmanWorker):
+        done = 0
+
+        def after_job(self) -> bool:
+            self.done += 1
+            return self.done < 3
+
+    async def scenario() -> None:
+        async with AsyncGearmanClient([gearmand.address]) as client, \
+                AsyncGearmanAdminClient([gearmand.address]) as admin:
+            await client.submit_multiple_jobs(
+                [{"task": "three", "data": b"%d" % i} for i in range(5)], background=True,
+                wait_until_complete=False, poll_timeout=WAIT)
+            worker = ThreeJobs([gearmand.address])  # concurrency 1: one job at a time
+            worker.register_task("three", lambda job: job.data)
+            await asyncio.wait_for(worker.work(poll_timeout=0.5), WAIT)  # returns by itself
+            assert worker.done == 3
+            assert await queued(admin, "three") == 2  # grabbed nothing it would not run
+
+    run(scenario())
+
+
+def test_after_poll_runs_every_poll_timeout_and_can_end_work(gearmand):
+    class Polls(AsyncGearmanWorker):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.passes: List[bool] = []
+
+        async def after_poll(self, any_activity: bool) -> bool:
+            self.passes.append(any_activity)
+            return len(self.passes) < 3
+
+    async def scenario() -> None:
+        worker = Polls([gearmand.address])
+        worker.register_task("idle", lambda job: b"")
+        started = time.monotonic()
+        await asyncio.wait_for(worker.work(poll_timeout=0.2), WAIT)
+        elapsed = time.monotonic() - started
+        assert len(worker.passes) == 3
+        assert worker.passes[-1] is False  # nothing happened in the last pass
+        assert 0.3 <= elapsed < 5.0
+
+    run(scenario())
+
+
+def test_an_after_job_that_raises_is_raised_by_work(gearmand):
+    class Raises(AsyncGearmanWorker):
+        def after_job(self) -> bool:
+            raise RuntimeError("after_job bug")
+
+    async def scenario() -> None:
+        worker = Raises([gearmand.address])
+        worker.register_task("r", lambda job: b"ok")
+        working = asyncio.ensure_future(worker.work(poll_timeout=0.5))
+        async with AsyncGearmanClient([gearmand.address]) as client:
+            request = await client.submit_job("r", b"", poll_timeout=WAIT)
+        assert request.state == JOB_COMPLETE  # the job itself was answered
+        with pytest.raises(RuntimeError, match="after_job bug"):
+            await asyncio.wait_for(working, WAIT)
+
+    run(scenario())
