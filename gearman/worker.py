@@ -21,8 +21,8 @@ from gearman.protocol import Command
 from gearman.shapes import ExcInfo, Number, Payload
 from gearman.worker_handler import GearmanWorkerCommandHandler
 from gearman.worker_threads import JobThreads
-from gearman.worker_rules import (WorkerRules, exception_fields, exception_text, status_fields,
-                                  takes_worker_argument)
+from gearman.worker_rules import (WorkerRules, already_finished, exception_fields,
+                                  exception_text, status_fields, takes_worker_argument)
 
 __all__ = ["GearmanWorker", "UPDATE_SEND_TIMEOUT", "takes_worker_argument"]
 
@@ -236,13 +236,7 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
         if handler is None or not connection.connected:
             self._log_unsent(current_job, command)
             return False
-        try:
-            handler.send_command(command, current_job.handle.encode("utf-8", "surrogateescape"),
-                                 *fields)
-        except errors.ConnectionError as exc:
-            self._drop(connection, exc)
-            return False
-        return True
+        return self._send_for_job(handler, current_job, command, fields)
 
     def _send_update(self, current_job: Any, command: Command, fields: Any,
                      poll_timeout: Optional[float]) -> None:
@@ -261,8 +255,7 @@ class GearmanWorker(WorkerRules[GearmanConnection], GearmanConnectionManager):
             job_threads.send_final(current_job, command, fields)
             return
         if current_job is self._finished_job:
-            raise errors.InvalidWorkerState(f"job {current_job.handle} (task "
-                                            f"{current_job.task!r}) was already finished")
+            raise already_finished(current_job)
         self._finished_job = current_job
         self._observe_final(current_job, command)
         self._send(current_job, command, fields)

@@ -70,6 +70,11 @@ def job_server(job: Any) -> str:
     return getattr(job.connection, "address", "?")
 
 
+def already_finished(job: Any) -> errors.InvalidWorkerState:
+    """The error for a second final answer (COMPLETE, FAIL, EXCEPTION) to one job."""
+    return errors.InvalidWorkerState(f"job {job.handle} (task {job.task!r}) was already finished")
+
+
 #: A job's final command, as job observers name it.
 OUTCOMES = {Command.WORK_COMPLETE: "complete", Command.WORK_FAIL: "fail",
             Command.WORK_EXCEPTION: "exception"}
@@ -246,6 +251,17 @@ class WorkerRules(ManagerCore[C]):
         fails the job instead."""
         self._log_job(logging.ERROR, job, "cannot send the result: %s", exc, stacklevel=3)
         return f"result not sendable: {exc}"
+
+    def _send_for_job(self, handler: Any, job: Any, command: Command,
+                      fields: Tuple[bytes, ...]) -> bool:
+        """Send a packet for ``job`` on ``handler``'s session; a failed send costs that
+        connection (and says False)."""
+        try:
+            handler.send_command(command, job.handle.encode("utf-8", "surrogateescape"), *fields)
+        except errors.ConnectionError as exc:
+            self._drop(handler.connection, exc)
+            return False
+        return True
 
     def _log_unsent(self, job: Any, command: Command) -> None:
         self._log_job(logging.WARNING, job, "%s not sent, connection to %s is gone; "

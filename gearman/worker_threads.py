@@ -27,6 +27,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 from gearman import errors
 from gearman.connection_manager import REMOTE_FAULTS
 from gearman.protocol import Command
+from gearman.worker_rules import already_finished
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +272,7 @@ class JobThreads:
         record = self._running_record(job)
         with self._lock:
             if record.finished:
-                raise errors.InvalidWorkerState(f"job {job.handle} (task {job.task!r}) was "
-                                                "already finished")
+                raise already_finished(job)
             record.finished = True
         self.worker._observe_final(job, command)
         self._post(_Outgoing(record, command, fields, None))

@@ -24,7 +24,8 @@ from gearman.job import GearmanJob
 from gearman.protocol import Command
 from gearman.shapes import ExcInfo, Number, Payload
 from gearman.worker_handler import GearmanWorkerCommandHandler
-from gearman.worker_rules import (WorkerRules, exception_fields, exception_text, status_fields)
+from gearman.worker_rules import (WorkerRules, already_finished, exception_fields,
+                                  exception_text, status_fields)
 
 #: How long send_job_data/status/warning may wait for a slow server.
 UPDATE_SEND_TIMEOUT = 30.0
@@ -315,17 +316,11 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
                 not connection.connected:
             self._log_unsent(job, command)
             return False
-        try:
-            handler.send_command(command, job.handle.encode("utf-8", "surrogateescape"), *fields)
-        except errors.ConnectionError as exc:
-            self._drop(connection, exc)
-            return False
-        return True
+        return self._send_for_job(handler, job, command, fields)
 
     def _final(self, job: Any, command: Command, fields: Tuple[bytes, ...]) -> None:
         if job in self._finished:
-            raise errors.InvalidWorkerState(f"job {job.handle} (task {job.task!r}) was "
-                                            "already finished")
+            raise already_finished(job)
         self._finished.add(job)
         self._observe_final(job, command)
         self._send(job, command, fields)
