@@ -8,6 +8,10 @@ machine than a bench cell.  Usage (from the repository root)::
     bench/.venv/bin/python bench/client_cpu.py --trees OLD_DIR,NEW_DIR \\
         --mode sequential --jobs 5000 --rounds 3 --runs 6 [--calls]
 
+``--mode``: ``sequential``, ``batch`` and ``background`` drive GearmanClient;
+``gather`` (an ``asyncio.gather`` of ``submit_job``) and ``async-multi`` (one
+``submit_multiple_jobs``) drive gearman.aio's client on a loop of its own.
+
 Trees are checkouts of this project (``git archive REV | tar -x -C DIR``); runs
 alternate between them, each in a fresh process.  ``--calls`` counts Python
 calls and ``epoll_wait`` per job with cProfile instead (deterministic).
@@ -26,7 +30,7 @@ import time
 from typing import Any, Callable, Dict, List
 
 HEADER = struct.Struct("!4sII")
-MODES = ("sequential", "batch", "background", "gather", "async-batch")
+MODES = ("sequential", "batch", "background", "gather", "async-multi")
 
 
 def fake_gearmand() -> None:
@@ -99,7 +103,7 @@ def _async_once(port: int, mode: str, payloads: List[bytes]) -> Callable[[], boo
     loop.run_until_complete(client.echo(b"warm-up"))
 
     async def gather() -> List[Any]:
-        if mode == "async-batch":
+        if mode == "async-multi":
             return await client.submit_multiple_jobs(
                 [{"task": "echo", "data": data} for data in payloads], poll_timeout=60)
         return await asyncio.gather(*(client.submit_job("echo", data, poll_timeout=60)
@@ -117,7 +121,7 @@ def measure(port: int, mode: str, jobs: int, rounds: int, calls: bool) -> Dict[s
     if not gearman.__file__.startswith(os.environ["PYTHONPATH"]):
         raise SystemExit(f"imported {gearman.__file__}, not the tree under test")
     payloads = [b"job-%07d" % i for i in range(jobs)]
-    if mode in ("gather", "async-batch"):
+    if mode in ("gather", "async-multi"):
         once = _async_once(port, mode, payloads)
     else:
         once = _blocking_once(port, mode, payloads)

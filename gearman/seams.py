@@ -100,4 +100,6 @@ class JobObserver(Protocol):
     def job_started(self, job: GearmanJob) -> None: ...
 
     def job_finished(self, job: GearmanJob, outcome: str) -> None:
-        """``outcome``: ``'complete'``, ``'fail'`` or ``'exception'``."""
+        """``outcome``: ``'complete'``, ``'fail'`` or ``'exception'``.  (An observer may
+        also have ``job_abandoned(job)``: told when a job is dropped unanswered,
+        which the asyncio worker's ``close()`` does to its running jobs.)"""

@@ -75,6 +75,12 @@ def already_finished(job: Any) -> errors.InvalidWorkerState:
     return errors.InvalidWorkerState(f"job {job.handle} (task {job.task!r}) was already finished")
 
 
+def not_running(job: Any) -> errors.InvalidWorkerState:
+    """The error for an answer to a job this worker is not running (any more)."""
+    return errors.InvalidWorkerState(f"job {job.handle} (task {job.task!r}) is not running "
+                                     "on this worker")
+
+
 #: A job's final command, as job observers name it.
 OUTCOMES = {Command.WORK_COMPLETE: "complete", Command.WORK_FAIL: "fail",
             Command.WORK_EXCEPTION: "exception"}
@@ -158,7 +164,12 @@ class WorkerRules(ManagerCore[C]):
         self._job_observers.append(observer)
 
     def _tell_observers(self, event: str, *args: Any) -> None:
+        """``job_abandoned`` (a job dropped unanswered: gearmand re-queues it) is
+        optional for an observer; the other two are not."""
         for observer in self._job_observers:
+            tell = getattr(observer, event, None)
+            if tell is None and event == "job_abandoned":
+                continue
             try:
                 getattr(observer, event)(*args)
             except Exception:

@@ -24,10 +24,9 @@ import threading
 import time
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
-from gearman import errors
 from gearman.connection_manager import REMOTE_FAULTS
 from gearman.protocol import Command
-from gearman.worker_rules import already_finished
+from gearman.worker_rules import already_finished, not_running
 
 log = logging.getLogger(__name__)
 
@@ -259,8 +258,7 @@ class JobThreads:
     def _running_record(self, job: Any) -> JobRecord:
         record = self.record_of(job)
         if record is None:
-            raise errors.InvalidWorkerState(f"job {job.handle} (task {job.task!r}) is not "
-                                            "running on this worker")
+            raise not_running(job)
         return record
 
     def is_finished(self, job: Any) -> bool:

@@ -144,29 +144,6 @@ def test_a_hook_that_raises_or_answers_nothing_still_ends_its_job(gearmand, capl
     assert any("ended without a result; sending WORK_FAIL" in m for m in messages)
 
 
-def test_after_job_false_ends_work_and_leaves_the_rest_queued(gearmand):
-    class ThreeJobs(AsyncGearmanWorker):
-        done = 0
-
-        def after_job(self) -> bool:
-            self.done += 1
-            return self.done < 3
-
-    async def scenario() -> None:
-        async with AsyncGearmanClient([gearmand.address]) as client, \
-                AsyncGearmanAdminClient([gearmand.address]) as admin:
-            await client.submit_multiple_jobs(
-                [{"task": "three", "data": b"%d" % i} for i in range(5)], background=True,
-                wait_until_complete=False, poll_timeout=WAIT)
-            worker = ThreeJobs([gearmand.address])  # concurrency 1: one job at a time
-            worker.register_task("three", lambda job: job.data)
-            await asyncio.wait_for(worker.work(poll_timeout=0.5), WAIT)  # returns by itself
-            assert worker.done == 3
-            assert await queued(admin, "three") == 2  # grabbed nothing it would not run
-
-    run(scenario())
-
-
 def test_after_poll_runs_every_poll_timeout_and_can_end_work(gearmand):
     class Polls(AsyncGearmanWorker):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -206,3 +183,152 @@ def test_an_after_job_that_raises_is_raised_by_work(gearmand):
             await asyncio.wait_for(working, WAIT)
 
     run(scenario())
+
+
+def test_an_after_poll_that_raises_is_raised_once_running_jobs_are_answered(gearmand):
+    started = asyncio.Event()
+
+    class PollBug(AsyncGearmanWorker):
+        def after_poll(self, any_activity: bool) -> bool:
+            if started.is_set():
+                raise RuntimeError("after_poll bug")
+            return True
+
+    async def slow(job: Any) -> bytes:
+        started.set()
+        await asyncio.sleep(0.5)  # still running when after_poll raises
+        return b"finished"
+
+    async def scenario() -> None:
+        worker = PollBug([gearmand.address])
+        worker.register_task("slow", slow)
+        working = asyncio.ensure_future(worker.work(poll_timeout=0.1))
+        async with AsyncGearmanClient([gearmand.address]) as client:
+            request = await client.submit_job("slow", b"", poll_timeout=WAIT)
+            assert (request.state, request.result) == (JOB_COMPLETE, b"finished")
+        with pytest.raises(RuntimeError, match="after_poll bug"):
+            await asyncio.wait_for(working, WAIT)
+
+    run(scenario())
+
+
+class PlainHooks(AsyncGearmanWorker):
+    """A 2.x subclass ported as is: plain ``def`` hooks that send without ``await``."""
+
+    def on_job_complete(self, current_job: Any, job_result: Any) -> bool:  # type: ignore[override]
+        self.send_job_complete(current_job, b"plain:" + job_result)
+        return True
+
+    def on_job_exception(self, current_job: Any, exc_info: Any) -> bool:  # type: ignore[override]
+        self.send_job_failure(current_job)
+        return True
+
+
+def test_plain_def_hooks_and_sends_without_await_still_answer(gearmand):
+    async def job(worker: Any, job: Any) -> bytes:
+        if job.data == b"bad":
+            raise ValueError("bad")
+        worker.send_job_data(job, b"update")  # no await: queued at once all the same
+        return job.data
+
+    async def scenario() -> None:
+        async with async_worker(gearmand.address, {"p": job}, worker_class=PlainHooks), \
+                AsyncGearmanClient([gearmand.address]) as client:
+            good = await client.submit_job("p", b"x", poll_timeout=WAIT)
+            bad = await client.submit_job("p", b"bad", poll_timeout=WAIT)
+        assert (good.state, good.result, list(good.data_updates)) == \
+            (JOB_COMPLETE, b"plain:x", [b"update"])
+        assert bad.state == JOB_FAILED and bad.exception is None
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("slow_async_hook", [False, True], ids=["plain", "async"])
+def test_after_job_false_ends_work_and_leaves_the_rest_queued(gearmand, slow_async_hook):
+    """An ``async def after_job`` that takes its time holds the job's slot: the loop
+    wakes meanwhile (poll_timeout 0.05) but grabs nothing."""
+    ran: List[bytes] = []
+
+    class ThreeJobs(AsyncGearmanWorker):
+        def after_job(self) -> Any:
+            if not slow_async_hook:
+                return len(ran) < 3
+
+            async def decide() -> bool:
+                await asyncio.sleep(0.3)
+                return len(ran) < 3
+            return decide()
+
+    async def scenario() -> None:
+        async with AsyncGearmanClient([gearmand.address]) as client, \
+                AsyncGearmanAdminClient([gearmand.address]) as admin:
+            await client.submit_multiple_jobs(
+                [{"task": "three", "data": b"%d" % i} for i in range(5)], background=True,
+                wait_until_complete=False, poll_timeout=WAIT)
+            worker = ThreeJobs([gearmand.address])  # concurrency 1: one job at a time
+            worker.register_task("three", lambda job: ran.append(job.data) or b"")
+            await asyncio.wait_for(worker.work(poll_timeout=0.05), WAIT)  # returns by itself
+            assert len(ran) == 3  # no job run (or grabbed) past the hook's "stop"
+            assert await queued(admin, "three") == 2
+
+    run(scenario())
+
+
+def test_after_poll_sees_activity_when_jobs_ran(gearmand):
+    class Watch(AsyncGearmanWorker):
+        passes: List[bool]
+
+        def after_poll(self, any_activity: bool) -> bool:
+            self.passes.append(any_activity)
+            return True
+
+    async def scenario() -> None:
+        async with async_worker(gearmand.address, {"w": lambda job: b"ok"},
+                                worker_class=Watch) as worker, \
+                AsyncGearmanClient([gearmand.address]) as client:
+            worker.passes = []
+            await asyncio.sleep(0.7)  # an idle pass or more (poll_timeout 0.5)
+            idle = len(worker.passes)
+            await client.submit_job("w", b"", poll_timeout=WAIT)
+            await asyncio.sleep(0.7)
+        assert idle >= 1 and not any(worker.passes[:idle])
+        assert True in worker.passes[idle:]
+
+    run(scenario())
+
+
+def test_a_job_whose_own_code_is_cancelled_fails_and_close_abandons_the_rest(gearmand):
+    registry = Registry()
+    hold = asyncio.Event()
+
+    async def job(job: Any) -> bytes:
+        if job.data == b"cancel":
+            other = asyncio.ensure_future(asyncio.sleep(10))
+            other.cancel()
+            await other  # raises CancelledError inside the job's own code
+        await hold.wait()  # never set: close() abandons this one
+        return b""
+
+    async def scenario() -> None:
+        worker = AsyncGearmanWorker([gearmand.address], concurrency=2)
+        worker.register_task("c", job)
+        instrument_worker(worker, registry)
+        working = asyncio.ensure_future(worker.work(poll_timeout=0.5))
+        async with AsyncGearmanClient([gearmand.address]) as client:
+            cancelled = await client.submit_job("c", b"cancel", poll_timeout=WAIT)
+            assert cancelled.state == JOB_FAILED and "CancelledError" in str(cancelled.exception)
+            held = await client.submit_job("c", b"hold", wait_until_complete=False,
+                                           poll_timeout=WAIT)
+            for _ in range(200):
+                if worker.jobs_running:
+                    break
+                await asyncio.sleep(0.01)
+            assert worker.jobs_running == 1
+            await worker.close()  # abandons the held job: gearmand re-queues it
+            await asyncio.wait_for(working, WAIT)
+            assert not held.complete
+
+    run(scenario())
+    found = samples(registry)
+    assert found[("gearman_worker_jobs_in_progress", (("task", "c"),))] == 0
+    assert found[("gearman_worker_jobs_total", (("outcome", "exception"), ("task", "c")))] == 1

@@ -110,8 +110,9 @@ class AsyncConnection(ConnectionState, asyncio.Protocol):
     # -- sending ----------------------------------------------------------
     def _queue_started(self) -> None:
         if not self._write_scheduled:
+            loop = asyncio.get_running_loop()  # (raises with no loop: nothing scheduled)
             self._write_scheduled = True
-            asyncio.get_running_loop().call_soon(self._write_now)
+            loop.call_soon(self._write_now)
 
     def _write_now(self) -> None:
         self._write_scheduled = False
@@ -127,6 +128,11 @@ class AsyncConnection(ConnectionState, asyncio.Protocol):
         else:
             transport.writelines(list(out))
         self._clear_outgoing()
+
+    @property
+    def writing_paused(self) -> bool:
+        """The transport is above its high-water mark: queued packets wait."""
+        return self._paused and self.connected
 
     def pause_writing(self) -> None:
         self._paused = True

@@ -14,7 +14,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import sys
-from typing import Any, Awaitable, Dict, Optional, Set, Tuple, Union
+from typing import Any, Awaitable, Dict, Iterator, Optional, Set, Tuple, Union
 
 from gearman import errors
 from gearman.aio.connection import AsyncConnection
@@ -25,7 +25,7 @@ from gearman.protocol import Command
 from gearman.shapes import ExcInfo, Number, Payload
 from gearman.worker_handler import GearmanWorkerCommandHandler
 from gearman.worker_rules import (WorkerRules, already_finished, exception_fields,
-                                  exception_text, status_fields)
+                                  exception_text, not_running, status_fields)
 
 #: How long send_job_data/status/warning may wait for a slow server.
 UPDATE_SEND_TIMEOUT = 30.0
@@ -56,8 +56,12 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         self._working = False
         #: a job started or ended since the last after_poll
         self._activity = False
-        #: what an after_job() hook raised: work() raises it once the running jobs end
+        #: what an after_job() or after_poll() hook raised first: work() raises it once
+        #: the running jobs end
         self._hook_error: Optional[BaseException] = None
+        #: jobs answered whose after_job() is still running: they hold their slot
+        self._settling = 0
+        self._closing = False  # close() is cancelling the running jobs
 
     # -- registrations reach the live servers at once ----------------------------------
     def _broadcast(self, send_name: str, *args: Any) -> None:
@@ -110,7 +114,7 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
                     break
                 woken = await _wait_event(self._wakeup, timeout)
                 any_activity, self._activity = woken or self._activity, False
-                if not await _resolved(self.after_poll(any_activity)):
+                if not await self._hook_says_go_on(self.after_poll, any_activity):
                     self._stop_requested = True
             await self._finish_running()
         finally:
@@ -152,6 +156,7 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
     async def close(self) -> None:
         """Close every connection for good (running jobs' results are not sent)."""
         self._stop_requested = True
+        self._closing = True
         for task in list(self._tasks):
             task.cancel()
         await super().close()
@@ -169,7 +174,7 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         if self._stop_requested or not self._working:
             return
         handlers = self.server_pool.live_handlers()
-        free = self.concurrency - len(self._running)
+        free = self.concurrency - len(self._running) - self._settling
         for handler in handlers:
             free -= handler.grabs_in_flight
         for handler in handlers:
@@ -217,17 +222,18 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         if self._wakeup is not None:
             self._wakeup.set()  # reconnect
 
-    # -- hooks (the blocking worker's, as coroutines where they run a job) ----------------
+    # -- hooks (the blocking worker's; each may be async def) ---------------------------
     def after_poll(self, any_activity: bool) -> Union[bool, Awaitable[bool]]:
-        """Called each time the work loop wakes (at least every ``poll_timeout``
-        seconds); ``any_activity``: a job started or ended, or a server connected,
-        dropped or woke the loop.  Return False to end :meth:`work`.  May be
-        ``async def``."""
+        """Called each time the work loop wakes: every ``poll_timeout`` seconds, and
+        when a connection drops or :meth:`shutdown` wakes it.  ``any_activity``: a job
+        started or ended since the last call, or something woke the loop.  Return
+        False to end :meth:`work`."""
         return True
 
     def after_job(self) -> Union[bool, Awaitable[bool]]:
-        """Called after every job (its final answer queued); return False to end
-        :meth:`work` once the running jobs finish.  May be ``async def``."""
+        """Called after every job (its final answer queued; the job's slot stays taken
+        until this returns).  Return False to end :meth:`work` once the running jobs
+        finish."""
         return True
 
     async def on_job_execute(self, current_job: GearmanJob) -> bool:
@@ -242,15 +248,14 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
                 if asyncio.iscoroutine(job_result):  # a plain function returning a coroutine
                     job_result = await job_result
         except Exception:
-            return await self.on_job_exception(current_job, sys.exc_info())
-        return await self.on_job_complete(current_job, job_result)
+            return bool(await _resolved(self.on_job_exception(current_job, sys.exc_info())))
+        return bool(await _resolved(self.on_job_complete(current_job, job_result)))
 
     async def on_job_exception(self, current_job: GearmanJob, exc_info: ExcInfo) -> bool:
         """Log the traceback and fail the job with WORK_EXCEPTION alone."""
         self._log_job_exception(current_job, exc_info)
         if not self.job_finished(current_job):
-            self._final(current_job, Command.WORK_EXCEPTION,
-                        exception_fields(exception_text(exc_info[1])))
+            await self.send_job_exception(current_job, exception_text(exc_info[1]))
         return True
 
     async def on_job_complete(self, current_job: GearmanJob, job_result: Payload) -> bool:
@@ -258,42 +263,63 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         if self.job_finished(current_job):
             return True  # the callback already sent the outcome itself
         try:
-            fields = (self.encode_payload(job_result),)
+            await self.send_job_complete(current_job, job_result)
         except Exception as exc:  # the encoder refused the result: fail this job alone
-            fields = exception_fields(self._result_not_sendable(current_job, exc))
-            self._final(current_job, Command.WORK_EXCEPTION, fields)
-            return True
-        self._final(current_job, Command.WORK_COMPLETE, fields)
+            await self.send_job_exception(current_job,
+                                          self._result_not_sendable(current_job, exc))
         return True
+
+    async def _hook_says_go_on(self, hook: Any, *arguments: Any) -> bool:
+        """Call after_job or after_poll.  One that raises stops the worker: work()
+        raises the first such error once the running jobs end (as the blocking
+        worker's hooks raise out of work()); later ones are logged."""
+        try:
+            return bool(await _resolved(hook(*arguments)))
+        except Exception as exc:
+            if self._hook_error is None:
+                self._hook_error = exc
+            else:
+                self.log.error("%s raised too (work() raises the first error)",
+                               getattr(hook, "__name__", hook), exc_info=True)
+            return False
 
     # -- running a job ----------------------------------------------------------------------
     async def _run_job(self, job: Any) -> None:
         """Run one job through on_job_execute; it ends with exactly one final answer
         (an overridden hook that raises or sends none gets WORK_EXCEPTION or
-        WORK_FAIL); then after_job."""
+        WORK_FAIL); then after_job, while the job still holds its slot."""
         self._activity = True
+        answered = False
         try:
             if self._job_observers:
                 self._tell_observers("job_started", job)
-            failure = None
+            failure: Optional[BaseException] = None
             try:
-                await self.on_job_execute(job)  # its return value is ignored, as in 2.x
+                await _resolved(self.on_job_execute(job))  # its value is ignored, as in 2.x
+            except asyncio.CancelledError as exc:
+                if self._closing:
+                    raise  # close(): the job is abandoned, gearmand re-queues it
+                failure = exc  # the job's own code was cancelled: that fails the job
             except Exception as exc:  # an overridden hook failed: fail the job, keep working
                 failure = exc
             owed = self._answer_owed(job, failure)
             if owed is not None:
                 self._final(job, *owed)
+            answered = True
         finally:
+            if not answered and self._job_observers:
+                self._tell_observers("job_abandoned", job)
             handler = self._running.pop(job, None)
             self._finished.discard(job)
             if handler is not None:
                 # Look again when a job ends, as the blocking worker does: gearmand
                 # sends a sleeping worker no NOOP for a job it took back (CAN_DO_TIMEOUT).
                 handler.may_have_work = True
+        self._settling += 1
         try:
-            keep_working = await _resolved(self.after_job())
-        except Exception as exc:  # raised by work(), as the blocking worker's hook would be
-            self._hook_error, keep_working = exc, False
+            keep_working = await self._hook_says_go_on(self.after_job)
+        finally:
+            self._settling -= 1
         if not keep_working:
             self.shutdown()
         self._activity = True
@@ -321,66 +347,87 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
     def _final(self, job: Any, command: Command, fields: Tuple[bytes, ...]) -> None:
         if job in self._finished:
             raise already_finished(job)
+        if job not in self._running:
+            raise not_running(job)
         self._finished.add(job)
         self._observe_final(job, command)
         self._send(job, command, fields)
 
     async def _update(self, job: Any, command: Command, fields: Tuple[bytes, ...],
-                      poll_timeout: Optional[float]) -> None:
+                      limit: float) -> None:
         if self._send(job, command, fields):
-            limit = UPDATE_SEND_TIMEOUT if poll_timeout is None else poll_timeout
             await self.flush_connections([job.connection], limit)
 
     async def _final_sent(self, job: Any, command: Command, fields: Tuple[bytes, ...]) -> None:
         self._final(job, command, fields)
 
-    def _deliver(self, coroutine: Any) -> Any:
-        """On the loop: the awaitable.  From a job's thread: run it on the loop and
-        wait (so a plain callback calls ``worker.send_job_data(job, x)`` plainly)."""
-        if not self._in_other_thread():
-            return coroutine
+    def _from_thread(self, coroutine: Any) -> Any:
+        """From a job's thread: run ``coroutine`` on the loop and wait for it (so a
+        plain callback calls ``worker.send_job_data(job, x)`` plainly)."""
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         return future.result(UPDATE_SEND_TIMEOUT + 5.0)
 
+    def _deliver_update(self, job: Any, command: Command, fields: Tuple[bytes, ...],
+                        poll_timeout: Optional[float]) -> Any:
+        """On the loop the packet is handed to the transport now, so a send that is not
+        awaited (a plain-def hook, a forgotten ``await``) still goes out; what it
+        returns waits, when awaited, only while the transport is full."""
+        limit = UPDATE_SEND_TIMEOUT if poll_timeout is None else poll_timeout
+        if self._in_other_thread():
+            return self._from_thread(self._update(job, command, fields, limit))
+        if not self._send(job, command, fields):
+            return SENT
+        connection = job.connection
+        connection.flush()
+        if not connection.writing_paused:
+            return SENT
+        return asyncio.ensure_future(self.flush_connections([connection], limit))
+
+    def _deliver_final(self, job: Any, command: Command, fields: Tuple[bytes, ...]) -> Any:
+        """On the loop the answer is queued now (awaiting what it returns is optional);
+        from a job's thread, before this returns."""
+        if self._in_other_thread():
+            return self._from_thread(self._final_sent(job, command, fields))
+        self._final(job, command, fields)
+        return SENT
+
     def send_job_data(self, current_job: GearmanJob, data: Payload,
                       poll_timeout: Optional[float] = None) -> Any:
-        """Partial result (WORK_DATA): ``await`` it in an ``async def`` callback; a
-        plain callback (in its thread) calls it plainly and it returns once sent."""
-        fields = (self.encode_payload(data),)
-        return self._deliver(self._update(current_job, Command.WORK_DATA, fields, poll_timeout))
+        """Partial result (WORK_DATA), sent at once.  In an ``async def`` callback,
+        ``await`` it to wait while a slow server's connection is full; a plain
+        callback (in its thread) calls it plainly and it returns once sent."""
+        return self._deliver_update(current_job, Command.WORK_DATA,
+                                    (self.encode_payload(data),), poll_timeout)
 
     def send_job_warning(self, current_job: GearmanJob, data: Payload,
                          poll_timeout: Optional[float] = None) -> Any:
         """Warning (WORK_WARNING); awaited or called like :meth:`send_job_data`."""
-        fields = (self.encode_payload(data),)
-        return self._deliver(self._update(current_job, Command.WORK_WARNING, fields,
-                                          poll_timeout))
+        return self._deliver_update(current_job, Command.WORK_WARNING,
+                                    (self.encode_payload(data),), poll_timeout)
 
     def send_job_status(self, current_job: GearmanJob, numerator: Number, denominator: Number,
                         poll_timeout: Optional[float] = None) -> Any:
         """Progress (WORK_STATUS); awaited or called like :meth:`send_job_data`."""
-        fields = status_fields(numerator, denominator)
-        return self._deliver(self._update(current_job, Command.WORK_STATUS, fields,
-                                          poll_timeout))
+        return self._deliver_update(current_job, Command.WORK_STATUS,
+                                    status_fields(numerator, denominator), poll_timeout)
 
     def send_job_complete(self, current_job: GearmanJob, data: Payload,
                           poll_timeout: Optional[float] = None) -> Any:
-        """Success (WORK_COMPLETE) sent by the callback itself; its return value is
-        then not sent."""
-        fields = (self.encode_payload(data),)
-        return self._deliver(self._final_sent(current_job, Command.WORK_COMPLETE, fields))
+        """Success (WORK_COMPLETE) sent by the callback itself, queued at once; its
+        return value is then not sent."""
+        return self._deliver_final(current_job, Command.WORK_COMPLETE,
+                                   (self.encode_payload(data),))
 
     def send_job_failure(self, current_job: GearmanJob,
                          poll_timeout: Optional[float] = None) -> Any:
         """Failure without details (WORK_FAIL)."""
-        return self._deliver(self._final_sent(current_job, Command.WORK_FAIL, ()))
+        return self._deliver_final(current_job, Command.WORK_FAIL, ())
 
     def send_job_exception(self, current_job: GearmanJob, data: Payload,
                            poll_timeout: Optional[float] = None) -> Any:
         """Failure with a text (WORK_EXCEPTION)."""
-        return self._deliver(self._final_sent(current_job, Command.WORK_EXCEPTION,
-                                              exception_fields(data)))
+        return self._deliver_final(current_job, Command.WORK_EXCEPTION, exception_fields(data))
 
     def job_finished(self, current_job: GearmanJob) -> bool:
         """True once a WORK_COMPLETE, WORK_FAIL or WORK_EXCEPTION was sent for the job."""
@@ -390,6 +437,19 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
     def jobs_running(self) -> int:
         """How many jobs run now."""
         return len(self._running)
+
+
+class _Sent:
+    """What a ``send_job_*`` call on the loop returns once its packet is queued:
+    awaiting it (as an ``async def`` callback does) returns at once."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Iterator[None]:
+        return iter(())
+
+
+SENT = _Sent()
 
 
 async def _wait_event(event: asyncio.Event, timeout: Optional[float]) -> bool:

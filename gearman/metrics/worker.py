@@ -26,7 +26,8 @@ class WorkerMetrics:
     ``gearman_worker_job_duration_seconds{task}`` (histogram, callback start to final
     answer) and ``gearman_worker_jobs_in_progress{task}``, in :attr:`registry`.
 
-    A job observer: ``job_started(job)`` and ``job_finished(job, outcome)``.
+    A job observer: ``job_started(job)``, ``job_finished(job, outcome)`` and
+    ``job_abandoned(job)``.
     """
 
     def __init__(self, registry: Optional[Registry] = None) -> None:
@@ -49,6 +50,14 @@ class WorkerMetrics:
         self.in_progress.labels(task).inc()
         with self._lock:
             self._started[id(job)] = (job, time.monotonic())
+
+    def job_abandoned(self, job: Any) -> None:
+        """A job dropped unanswered (an asyncio worker closed under it; gearmand
+        re-queues it): no longer in progress, and no outcome counted."""
+        with self._lock:
+            started = self._started.pop(id(job), None)
+        if started is not None:
+            self.in_progress.labels(str(job.task)).dec()
 
     def job_finished(self, job: Any, outcome: str) -> None:
         task = str(job.task)
