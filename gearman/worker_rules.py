@@ -159,16 +159,18 @@ class WorkerRules(ManagerCore[C]):
         """Tell ``observer.job_started(job)`` before a job's callback runs and
         ``observer.job_finished(job, outcome)`` when its final answer is sent
         (outcome ``'complete'``, ``'fail'`` or ``'exception'``), on the thread
-        doing the job (the asyncio worker: on the loop).  An observer that raises
-        is logged, never fails the job.  gearman.metrics.instrument_worker uses this."""
+        doing the job (the asyncio worker: on the loop).  An observer may also have
+        ``job_abandoned(job)``: the asyncio worker calls it for a job it dropped
+        unanswered (``close()``, or ``work()`` cancelled; gearmand re-queues it).  An
+        observer that raises is logged, never fails the job.
+        gearman.metrics.instrument_worker uses this."""
         self._job_observers.append(observer)
 
     def _tell_observers(self, event: str, *args: Any) -> None:
         """``job_abandoned`` (a job dropped unanswered: gearmand re-queues it) is
         optional for an observer; the other two are not."""
         for observer in self._job_observers:
-            tell = getattr(observer, event, None)
-            if tell is None and event == "job_abandoned":
+            if event == "job_abandoned" and not hasattr(observer, event):
                 continue
             try:
                 getattr(observer, event)(*args)

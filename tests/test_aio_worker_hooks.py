@@ -186,16 +186,16 @@ def test_an_after_job_that_raises_is_raised_by_work(gearmand):
 
 
 def test_an_after_poll_that_raises_is_raised_once_running_jobs_are_answered(gearmand):
-    started = asyncio.Event()
+    started: List[bool] = []
 
     class PollBug(AsyncGearmanWorker):
         def after_poll(self, any_activity: bool) -> bool:
-            if started.is_set():
+            if started:
                 raise RuntimeError("after_poll bug")
             return True
 
     async def slow(job: Any) -> bytes:
-        started.set()
+        started.append(True)
         await asyncio.sleep(0.5)  # still running when after_poll raises
         return b"finished"
 
@@ -224,7 +224,7 @@ class PlainHooks(AsyncGearmanWorker):
         return True
 
 
-def test_plain_def_hooks_and_sends_without_await_still_answer(gearmand):
+def test_plain_def_hooks_and_sends_without_await_still_answer(gearmand, caplog):
     async def job(worker: Any, job: Any) -> bytes:
         if job.data == b"bad":
             raise ValueError("bad")
@@ -241,6 +241,9 @@ def test_plain_def_hooks_and_sends_without_await_still_answer(gearmand):
         assert bad.state == JOB_FAILED and bad.exception is None
 
     run(scenario())
+    # The hooks' plain return values were taken as they are, not awaited (which
+    # would raise TypeError after the answer went out, and be logged).
+    assert not [r for r in caplog.records if "on_job_execute raised" in r.getMessage()]
 
 
 @pytest.mark.parametrize("slow_async_hook", [False, True], ids=["plain", "async"])
@@ -297,17 +300,21 @@ def test_after_poll_sees_activity_when_jobs_ran(gearmand):
     run(scenario())
 
 
-def test_a_job_whose_own_code_is_cancelled_fails_and_close_abandons_the_rest(gearmand):
+@pytest.mark.parametrize("how", ["close", "cancel work"])
+def test_a_job_whose_own_code_is_cancelled_fails_and_abandoned_jobs_go_to_another_worker(
+        gearmand, how):
+    """A CancelledError from the job's own code fails that job.  close(), or the task
+    running work() being cancelled, abandons the running job: never answered, off
+    the in-progress gauge, and gearmand gives it to the next worker: nothing lost."""
     registry = Registry()
-    hold = asyncio.Event()
 
     async def job(job: Any) -> bytes:
         if job.data == b"cancel":
             other = asyncio.ensure_future(asyncio.sleep(10))
             other.cancel()
             await other  # raises CancelledError inside the job's own code
-        await hold.wait()  # never set: close() abandons this one
-        return b""
+        await asyncio.sleep(3600)  # held until the worker abandons it
+        return b"first"
 
     async def scenario() -> None:
         worker = AsyncGearmanWorker([gearmand.address], concurrency=2)
@@ -319,16 +326,26 @@ def test_a_job_whose_own_code_is_cancelled_fails_and_close_abandons_the_rest(gea
             assert cancelled.state == JOB_FAILED and "CancelledError" in str(cancelled.exception)
             held = await client.submit_job("c", b"hold", wait_until_complete=False,
                                            poll_timeout=WAIT)
-            for _ in range(200):
+            for _ in range(500):
                 if worker.jobs_running:
                     break
                 await asyncio.sleep(0.01)
             assert worker.jobs_running == 1
-            await worker.close()  # abandons the held job: gearmand re-queues it
-            await asyncio.wait_for(working, WAIT)
-            assert not held.complete
+            if how == "close":
+                await worker.close()
+                await asyncio.wait_for(working, WAIT)
+            else:
+                working.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await working
+            assert worker.jobs_running == 0 and not held.complete
+            async with async_worker(gearmand.address, {"c": lambda job: b"second"}):
+                await client.wait_until_jobs_completed([held], poll_timeout=WAIT)
+            assert (held.state, held.result) == (JOB_COMPLETE, b"second")
+            await worker.close()
 
     run(scenario())
     found = samples(registry)
     assert found[("gearman_worker_jobs_in_progress", (("task", "c"),))] == 0
     assert found[("gearman_worker_jobs_total", (("outcome", "exception"), ("task", "c")))] == 1
+    assert found[("gearman_worker_jobs_total", (("outcome", "complete"), ("task", "c")))] == 0

@@ -44,7 +44,8 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         self.concurrency = concurrency
         #: job -> the handler (session) that assigned it, while it runs
         self._running: Dict[Any, Any] = {}
-        self._tasks: Set[asyncio.Future[Any]] = set()
+        #: the task running each job -> that job
+        self._tasks: Dict[asyncio.Future[Any], Any] = {}
         #: jobs whose final answer (COMPLETE, FAIL, EXCEPTION) went out
         self._finished: Set[Any] = set()
         #: servers whose last GRAB got a job: they get a GRAB per free slot
@@ -61,7 +62,9 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         self._hook_error: Optional[BaseException] = None
         #: jobs answered whose after_job() is still running: they hold their slot
         self._settling = 0
-        self._closing = False  # close() is cancelling the running jobs
+        #: job tasks this worker cancelled itself (close(), or work() cancelled): their
+        #: jobs are abandoned, not failed; gearmand gives them to another worker
+        self._abandoned: Set[asyncio.Future[Any]] = set()
 
     # -- registrations reach the live servers at once ----------------------------------
     def _broadcast(self, send_name: str, *args: Any) -> None:
@@ -120,6 +123,8 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         finally:
             self._working = False
             self._stop_requested = True
+            if self._tasks:  # work() itself was cancelled (or failed): jobs are abandoned
+                await self._abandon_running_jobs()
             self._close_all()
         error, self._hook_error = self._hook_error, None
         if error is not None:
@@ -156,13 +161,28 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
     async def close(self) -> None:
         """Close every connection for good (running jobs' results are not sent)."""
         self._stop_requested = True
-        self._closing = True
-        for task in list(self._tasks):
-            task.cancel()
+        await self._abandon_running_jobs()
         await super().close()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
+
+    async def _abandon_running_jobs(self) -> None:
+        """Cancel the running jobs (not the task calling this) and wait until they
+        have stopped; their results are never sent."""
+        current = asyncio.current_task()
+        abandoned = {task: job for task, job in self._tasks.items() if task is not current}
+        self._abandoned.update(abandoned)
+        for task in abandoned:
+            task.cancel()
+        if abandoned:
+            await asyncio.gather(*abandoned, return_exceptions=True)
+        self._abandoned.difference_update(abandoned)
+        for job in abandoned.values():  # (a task cancelled before its first step ran
+            self._running.pop(job, None)  # no finally of its own)
+
+    def _forget_task(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.pop(task, None)
 
     # -- grabbing ---------------------------------------------------------------------------
     def _grab_where_possible(self) -> None:
@@ -208,8 +228,8 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
             return
         self._running[job] = handler
         run = asyncio.ensure_future(self._run_job(job))
-        self._tasks.add(run)
-        run.add_done_callback(self._tasks.discard)
+        self._tasks[run] = job
+        run.add_done_callback(self._forget_task)
         self._grab_where_possible()  # the next slot's GRAB, while this job runs
 
     def on_connection_lost(self, handler: GearmanWorkerCommandHandler) -> None:
@@ -297,8 +317,8 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
             try:
                 await _resolved(self.on_job_execute(job))  # its value is ignored, as in 2.x
             except asyncio.CancelledError as exc:
-                if self._closing:
-                    raise  # close(): the job is abandoned, gearmand re-queues it
+                if asyncio.current_task() in self._abandoned:
+                    raise  # abandoned (close(), work() cancelled): gearmand re-queues it
                 failure = exc  # the job's own code was cancelled: that fails the job
             except Exception as exc:  # an overridden hook failed: fail the job, keep working
                 failure = exc
@@ -307,7 +327,7 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
                 self._final(job, *owed)
             answered = True
         finally:
-            if not answered and self._job_observers:
+            if not answered and self._job_observers and not self.job_finished(job):
                 self._tell_observers("job_abandoned", job)
             handler = self._running.pop(job, None)
             self._finished.discard(job)
@@ -382,7 +402,10 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         connection.flush()
         if not connection.writing_paused:
             return SENT
-        return asyncio.ensure_future(self.flush_connections([connection], limit))
+        waiting = asyncio.ensure_future(self.flush_connections([connection], limit))
+        # Not awaited (a plain hook): its timeout is no one's error, and not logged as one.
+        waiting.add_done_callback(lambda task: task.cancelled() or task.exception())
+        return waiting
 
     def _deliver_final(self, job: Any, command: Command, fields: Tuple[bytes, ...]) -> Any:
         """On the loop the answer is queued now (awaiting what it returns is optional);
