@@ -237,9 +237,15 @@ class JobThreads:
             self._local.record = record
             try:
                 self.worker._execute(record.job)
-            except BaseException:  # never lose the thread's slot: the job is done either way
-                self.worker._log_job(logging.ERROR, record.job, "failed its job thread",
-                                     exc_info=True)
+            except BaseException as exc:  # SystemExit and the like: the thread keeps its
+                # slot, and the job still gets its one final answer (no client waits)
+                try:
+                    owed = self.worker._answer_owed(record.job, exc)
+                    if owed is not None:
+                        self.worker._send_final(record.job, *owed)
+                except Exception:
+                    self.worker._log_job(logging.ERROR, record.job, "failed its job thread",
+                                         exc_info=True)
             finally:
                 self._local.record = None
                 self._outbox.append(_Outgoing(record, None, (), None))

@@ -3,13 +3,14 @@ gearmand's own ``status``, overlap, senders from job threads, shutdown with jobs
 running, a restart mid-job, and concurrency=1 unchanged.  Every wait is bounded."""
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any, Iterator, List, Tuple
 
 import pytest
 
 import gearman
-from gearman.constants import JOB_COMPLETE
+from gearman.constants import JOB_COMPLETE, JOB_FAILED
 from gearman.protocol import Command
 from gearman.testing import GearmandProcess
 from gearman.worker_handler import GearmanWorkerCommandHandler
@@ -137,6 +138,24 @@ def test_senders_from_job_threads_reach_the_client(gearmand: GearmandProcess, cl
         assert list(request.warning_updates) == [b"careful-%d" % i]
         assert (request.status["numerator"], request.status["denominator"]) == (1, 3)
     assert runner.thread.ident not in worker_threads  # they ran on job threads
+
+
+def test_a_job_thread_ending_in_system_exit_still_answers_its_job(
+        gearmand: GearmandProcess, client: Any, runners: List[WorkerThread]) -> None:
+    def leaves(job: Any) -> bytes:
+        if job.data == b"exit":
+            sys.exit(3)  # a BaseException: past every hook, out of the job thread's job
+        return job.data
+
+    worker = gearman.GearmanWorker([gearmand.address], concurrency=2)
+    worker.register_task("leaves", leaves)
+    start(runners, worker)
+    done = client.submit_multiple_jobs([{"task": "leaves", "data": d}
+                                        for d in (b"exit", b"a", b"exit", b"b")], poll_timeout=20)
+    assert [r.state for r in done] == [JOB_FAILED, JOB_COMPLETE, JOB_FAILED, JOB_COMPLETE]
+    assert all("SystemExit: 3" in str(done[i].exception) for i in (0, 2))
+    again = client.submit_job("leaves", b"c", poll_timeout=20)  # both threads still serve
+    assert (again.state, again.result) == (JOB_COMPLETE, b"c")
 
 
 def test_shutdown_lets_running_jobs_finish_and_sends_their_results(
