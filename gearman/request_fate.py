@@ -120,11 +120,9 @@ def is_finished(request: GearmanJobRequest) -> bool:
     sent (what wait_until_jobs_completed waits for)."""
     if request.connection_failed:
         return True
-    state = request.state
-    if state == JOB_UNKNOWN:
+    if request.state == JOB_UNKNOWN:
         return request.connection_attempts == 0
-    # is_complete, without the call: asked on every reply the client notes
-    return state in (_BACKGROUND_DONE if request.background else _FOREGROUND_DONE)
+    return is_complete(request)
 
 
 def is_answered(request: GearmanJobRequest) -> bool:

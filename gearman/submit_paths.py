@@ -99,7 +99,6 @@ def may_hold_unread_close(connections: Iterable[Any], now: float) -> bool:
     once without waiting, the asyncio one lets the loop run what is due) before
     a request is written into a dead connection and lost."""
     for connection in connections:
-        if not connection.connected or now - getattr(connection, "last_received", 0.0) \
-                >= RECENTLY_HEARD:
+        if not connection.connected or now - connection.last_received >= RECENTLY_HEARD:
             return True
     return False

@@ -309,7 +309,6 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
         (an overridden hook that raises or sends none gets WORK_EXCEPTION or
         WORK_FAIL); then after_job, while the job still holds its slot."""
         self._activity = True
-        answered = False
         try:
             if self._job_observers:
                 self._tell_observers("job_started", job)
@@ -325,9 +324,8 @@ class AsyncGearmanWorker(WorkerRules[AsyncConnection], AsyncConnectionManager):
             owed = self._answer_owed(job, failure)
             if owed is not None:
                 self._final(job, *owed)
-            answered = True
         finally:
-            if not answered and self._job_observers and not self.job_finished(job):
+            if self._job_observers and not self.job_finished(job):  # it never answered
                 self._tell_observers("job_abandoned", job)
             handler = self._running.pop(job, None)
             self._finished.discard(job)
