@@ -15,7 +15,7 @@ import concurrent.futures
 import threading
 from typing import Any, Callable, Deque, Dict, List
 
-from bare import HEADER, JOB_CREATED, SUBMIT_JOB, WORK_COMPLETE, submit
+from bare import JOB_CREATED, SUBMIT_JOB, WORK_COMPLETE, submit, take_packets
 
 #: Seconds any single wait in a cell may take (as cell.WAIT_LIMIT).
 WAIT_LIMIT = 900.0
@@ -190,21 +190,13 @@ class _BareProtocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        pos, size_of = 0, HEADER.size
-        while len(buf) - pos >= size_of:
-            _magic, command, size = HEADER.unpack_from(buf, pos)
-            if len(buf) - pos - size_of < size:
-                break
-            body = bytes(buf[pos + size_of:pos + size_of + size])
-            pos += size_of + size
+        self.buf += data
+        for command, body in take_packets(self.buf):
             if command == JOB_CREATED:
                 self.by_handle[body] = self.created.popleft()
             elif command == WORK_COMPLETE:
                 handle, _, result = body.partition(b"\0")
                 self.by_handle.pop(handle).set_result(result)
-        del buf[:pos]
 
     def _write(self) -> None:
         out, self.out = self.out, []

@@ -32,6 +32,20 @@ def submit(command: int, task: bytes, data: bytes) -> Tuple[bytes, bytes]:
     return HEADER.pack(REQ, command, len(fields) + len(data)) + fields, data
 
 
+def take_packets(buf: bytearray) -> List[Tuple[int, bytes]]:
+    """Every complete packet at the start of ``buf`` as (command, body), removed from it."""
+    found, pos = [], 0
+    while len(buf) - pos >= HEADER.size:
+        _magic, command, size = HEADER.unpack_from(buf, pos)
+        end = pos + HEADER.size + size
+        if len(buf) < end:
+            break
+        found.append((command, bytes(buf[pos + HEADER.size:end])))
+        pos = end
+    del buf[:pos]
+    return found
+
+
 class Bare:
     """One connection to gearmand; blocking calls that mirror the benchmark's modes."""
 
@@ -55,16 +69,7 @@ class Bare:
         if not received:
             raise ConnectionError("gearmand closed the connection")
         self.buf += self.chunk[:received]
-        found, pos, buf = [], 0, self.buf
-        while len(buf) - pos >= HEADER.size:
-            _magic, command, size = HEADER.unpack_from(buf, pos)
-            end = pos + HEADER.size + size
-            if len(buf) < end:
-                break
-            found.append((command, bytes(buf[pos + HEADER.size:end])))
-            pos = end
-        del buf[:pos]
-        return found
+        return take_packets(self.buf)
 
     def _exchange(self, outgoing: List[bytes], done: Callable[[int, bytes], bool]) -> None:
         """Send ``outgoing`` while reading; stop once ``done`` says so for a packet."""
